@@ -1,0 +1,69 @@
+"""Shared fixtures: where the official reference vectors live, markers that skip with a reason."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# Parity tests read the official reference vectors from here; override with this variable.
+REFERENCE_ENV = "COSYVOICE2_REFERENCE_DIR"
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def reference_root() -> Path:
+    return Path(os.environ.get(REFERENCE_ENV, DEFAULT_REFERENCE))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """The reference folder (README.md, tiny/, frontend/); skips when it is absent."""
+    root = reference_root()
+    if not (root / "tiny" / "model" / "cosyvoice2.yaml").is_file():
+        pytest.skip(f"official reference vectors not found at {root} (set {REFERENCE_ENV})")
+    return root
+
+
+@pytest.fixture(scope="session")
+def load_ref(reference_dir: Path):
+    """load_ref('fp32_n10', 'flow_mel') -> np.ndarray from reference/tiny/<case>/<name>.npy."""
+
+    def _load(case: str, name: str) -> np.ndarray:
+        return np.load(reference_dir / "tiny" / case / f"{name}.npy")
+
+    return _load
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    # Parity tolerances are stated for IEEE fp32; keep TF32 and thread count from leaking in.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires_cuda: needs a CUDA device (skipped elsewhere)")
+    config.addinivalue_line("markers", "requires_trt: needs TensorRT on a CUDA device (skipped elsewhere)")
+    config.addinivalue_line("markers", "browser: drives Debian's Chromium through Playwright")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    has_cuda = torch.cuda.is_available()
+    try:
+        import tensorrt  # noqa: F401
+
+        has_trt = has_cuda
+    except ImportError:
+        has_trt = False
+    for item in items:
+        if "requires_cuda" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="no CUDA device on this machine"))
+        if "requires_trt" in item.keywords and not has_trt:
+            item.add_marker(
+                pytest.mark.skip(reason="TensorRT is not installed (not on PyPI) or no CUDA device")
+            )

@@ -1,0 +1,92 @@
+"""The one options object of synthesis, validated in one place.
+
+Every runtime knob (ODE steps, dtype, seed, sampling) lives here and is passed down explicitly;
+model sizes never do (they come from the model directory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+# The single place that maps a dtype name to a torch dtype.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+MAX_FLOW_STEPS = 50
+MAX_FIXED_TOKENS = 4_000
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Torch dtype for a dtype name of :data:`DTYPES` (ValueError for anything else)."""
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}") from None
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    # bool is an int subclass; True as a step count is a caller bug, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _check_float(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    ok = (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value}")
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Runtime options of one synthesis. Override with ``dataclasses.replace(opts, flow_steps=5)``."""
+
+    flow_steps: int = 10  # Euler steps of the flow-matching ODE (official: 10)
+    dtype: str = "float32"  # LLM and flow weights/activations; HiFT always runs in float32
+    seed: int = 0  # seeds LLM sampling and the vocoder's excitation noise
+    top_p: float = 0.8  # nucleus mass of repetition-aware sampling (official 0.8)
+    top_k: int = 25  # nucleus size cap (official 25)
+    win_size: int = 10  # repetition window in tokens (official 10)
+    tau_r: float = 0.1  # repetition threshold: resample if count >= win_size * tau_r (official 0.1)
+    speed: float = 1.0  # speaking-rate factor applied to the mel (0.5-2.0; 1.0 = as generated)
+    min_token_text_ratio: float = 2.0  # min speech tokens per text token (official 2)
+    max_token_text_ratio: float = 20.0  # max speech tokens per text token (official 20)
+    fixed_tokens: int | None = None  # benchmarks: emit exactly this many tokens, ignoring stop tokens
+
+    def __post_init__(self) -> None:
+        _check_int("flow_steps", self.flow_steps, 1, MAX_FLOW_STEPS)
+        torch_dtype(self.dtype)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_float("top_p", self.top_p, 0.0, 1.0, low_open=True)
+        _check_int("top_k", self.top_k, 1, 10_000)
+        _check_int("win_size", self.win_size, 1, 1_000)
+        _check_float("tau_r", self.tau_r, 0.0, 1.0, low_open=True)
+        _check_float("speed", self.speed, 0.5, 2.0)
+        _check_float("min_token_text_ratio", self.min_token_text_ratio, 0.0, 100.0)
+        _check_float("max_token_text_ratio", self.max_token_text_ratio, 0.5, 100.0)
+        if self.max_token_text_ratio < self.min_token_text_ratio:
+            raise ValueError("max_token_text_ratio must not be below min_token_text_ratio")
+        if self.fixed_tokens is not None:
+            _check_int("fixed_tokens", self.fixed_tokens, 1, MAX_FIXED_TOKENS)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def replace(self, **changes: object) -> SynthesisOptions:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes)
+
+    def label(self) -> str:
+        """Short human label of the settings listeners compare, e.g. ``bfloat16 / 5 steps``."""
+        return f"{self.dtype} / {self.flow_steps} steps"
