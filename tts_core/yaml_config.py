@@ -46,6 +46,14 @@ def _construct_tagged(loader: Any, tag_suffix: str, node: Any) -> YamlObject:
     return YamlObject(kind, target, args=[value] if value not in ("", None) else [])
 
 
+class _TaggedConstructor(ruamel.yaml.constructor.SafeConstructor):
+    """SafeConstructor plus the tag handler; a subclass, because ruamel registers constructors
+    per class and registering on SafeConstructor would leak into hyperpyyaml's own loader."""
+
+
+_TaggedConstructor.add_multi_constructor("!", _construct_tagged)
+
+
 def read_yaml(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Parse ``path`` into plain python values with :class:`YamlObject` for tagged nodes.
 
@@ -55,7 +63,7 @@ def read_yaml(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, 
     try:
         resolved = resolve_references(io.StringIO(text), overrides=overrides or {})
         yaml = ruamel.yaml.YAML(typ="safe", pure=True)
-        yaml.constructor.add_multi_constructor("!", _construct_tagged)
+        yaml.Constructor = _TaggedConstructor
         data = yaml.load(resolved.getvalue())
     except Exception as exc:  # ruamel/hyperpyyaml raise many error types for bad yaml
         raise ValueError(f"{path}: not a readable CosyVoice yaml ({type(exc).__name__}: {exc})") from exc

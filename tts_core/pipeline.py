@@ -1,0 +1,319 @@
+"""The public entry points: ``load_pipeline`` (load once) and ``Pipeline`` (infer many times).
+
+Data path: text -> speech tokens (LLM, dtype A/B) -> mel (flow, ``flow_steps`` Euler steps) ->
+24 kHz audio (HiFT, always float32). Loading does every file check and weight load; the
+inference methods only compute.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .constants import MAX_TEXT_CHARS
+from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize
+from .estimators import EstimatorBackend, TorchEstimator
+from .flow import FlowModel
+from .frontend import SpeechFrontend
+from .llm import SpeechLM
+from .loading import LoadedModels, load_models
+from .model_dir import ModelDir, resolve_source, weights_digest
+from .options import SynthesisOptions, torch_dtype
+from .prompt import PromptFeatures
+from .results import GeneratedTokens, SynthesisResult, Timings
+from .text import TextTokenizer
+from .text_normalize import detect_language, normalize_text, split_sentences
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """What was loaded and where it runs (shown in the app and recorded by benchmarks)."""
+
+    model_id: str
+    model_hash: str  # short digest of llm/flow/hift weights
+    model_dir: str
+    device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"
+    random_weights: bool  # a random-weight model (demo/tests): the audio is not speech
+    backend: str  # flow estimator backend
+    dtypes: tuple[str, ...]  # dtypes that run on this device
+    missing_frontend: tuple[str, ...]  # frontend files absent from the model dir
+
+
+class Pipeline:
+    """A loaded CosyVoice2 model. Thread-safe: calls are serialised on one device lock."""
+
+    def __init__(
+        self,
+        md: ModelDir,
+        models: LoadedModels,
+        device: DeviceInfo,
+        backend: str,
+        frontend: SpeechFrontend,
+        tokenizer: TextTokenizer | None,
+    ) -> None:
+        self._md = md
+        self._models = models
+        self._device = device
+        self._backend = backend
+        self._frontend = frontend
+        self._tokenizer = tokenizer
+        self._lock = threading.RLock()
+        self._cast: dict[str, tuple[SpeechLM, FlowModel]] = {"float32": (models.llm, models.flow)}
+        runnable = tuple(d for d in ("float32", "float16", "bfloat16") if resolve_dtype(device, d)[1] is None)
+        self.info = PipelineInfo(
+            model_id=md.model_id,
+            model_hash=weights_digest(md),
+            model_dir=str(md.root),
+            device=device.label,
+            random_weights=md.random_weights,
+            backend=backend,
+            dtypes=runnable,
+            missing_frontend=tuple(md.missing_frontend()),
+        )
+
+    # ------------------------------------------------------------------ prompt
+    def prepare_prompt(
+        self, audio: np.ndarray, sample_rate: int, transcript: str | None = None
+    ) -> PromptFeatures:
+        """Voice prompt audio (any rate, mono or (N, channels)) -> PromptFeatures.
+
+        With a transcript: zero-shot mode (the LLM continues the prompt). Without: cross-lingual
+        mode (the LLM gets no prompt text or prompt speech tokens; the flow still gets the voice).
+        ValueError with a user-facing message for unusable audio.
+        """
+        transcript = (transcript or "").strip() or None
+        text_tokens: list[int] = []
+        if transcript is not None:
+            text_tokens = self._require_tokenizer().encode(normalize_text(transcript))
+        with self._lock:
+            return self._frontend.prompt_features(
+                np.asarray(audio), int(sample_rate), text_tokens, transcript
+            )
+
+    # ------------------------------------------------------------------ LLM
+    def generate_tokens(
+        self, text: str | Sequence[int], prompt: PromptFeatures, options: SynthesisOptions
+    ) -> GeneratedTokens:
+        """Text (or text token ids) -> speech tokens, one tensor per sentence segment."""
+        segments_ids, texts = self._segment_text(text)
+        dtype_ran, warning = resolve_dtype(self._device, options.dtype)
+        if warning:
+            log.warning(warning)
+        llm, _ = self._models_for(dtype_ran)
+        zero_shot = prompt.mode == "zero_shot"
+        prompt_text = prompt.text_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
+        prompt_speech = prompt.speech_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
+        dev = self._device.torch
+        generator = torch.Generator(device=dev).manual_seed(options.seed)
+        with self._lock:
+            synchronize(dev)
+            start = time.perf_counter()
+            out = []
+            for ids in segments_ids:
+                tokens = llm.generate(
+                    torch.tensor(ids, dtype=torch.long),
+                    prompt_text,
+                    prompt_speech,
+                    options,
+                    generator,
+                    stop_check_every=self._device.stop_check_every,
+                )
+                out.append(tokens.cpu())
+            synchronize(dev)
+            seconds = time.perf_counter() - start
+        return GeneratedTokens(tuple(out), texts, seconds, dtype_ran, options)
+
+    def _segment_text(self, text: str | Sequence[int]) -> tuple[list[list[int]], tuple[str, ...]]:
+        if not isinstance(text, str):
+            ids = [int(i) for i in text]
+            if not ids:
+                raise ValueError("no text token ids given")
+            return [ids], ("",)
+        stripped = text.strip()
+        if not stripped:
+            raise ValueError("the text is empty: type something to synthesise")
+        if len(stripped) > MAX_TEXT_CHARS:
+            raise ValueError(
+                f"the text has {len(stripped)} characters; the limit is {MAX_TEXT_CHARS} "
+                "(split it into several requests)"
+            )
+        tokenizer = self._require_tokenizer()
+        language = detect_language(stripped)
+        normalized = normalize_text(stripped, language)
+        pieces = split_sentences(normalized, tokenizer.encode, language) or [normalized]
+        ids = [tokenizer.encode(p) for p in pieces]
+        kept = [(p, i) for p, i in zip(pieces, ids) if i]
+        if not kept:
+            raise ValueError("the text has nothing to speak after normalisation (only punctuation?)")
+        return [i for _, i in kept], tuple(p for p, _ in kept)
+
+    # ------------------------------------------------------------------ flow + vocoder
+    def tokens_to_audio(
+        self,
+        tokens: GeneratedTokens | torch.Tensor | Sequence[torch.Tensor],
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+    ) -> SynthesisResult:
+        """Render speech tokens with the flow settings of ``options`` (flow_steps, dtype, speed).
+
+        Render the same ``GeneratedTokens`` twice with different options to compare flow settings
+        on identical tokens. The result's LLM time is that of ``tokens`` when it is GeneratedTokens.
+        """
+        segments, llm_seconds, warnings = self._token_segments(tokens)
+        dtype_ran, warning = resolve_dtype(self._device, options.dtype)
+        if warning:
+            warnings.append(warning)
+            log.warning(warning)
+        _, flow = self._models_for(dtype_ran)
+        estimator = self._estimator(flow)
+        dev = self._device.torch
+        p_tokens = prompt.speech_tokens.to(dev).unsqueeze(0)
+        p_mel = prompt.mel.to(dev).unsqueeze(0)
+        p_emb = prompt.embedding.to(dev).unsqueeze(0)
+        generator = torch.Generator(device=dev).manual_seed(options.seed)
+        mels, audio = [], []
+        flow_s = vocoder_s = 0.0
+        with self._lock:
+            for seg in segments:
+                synchronize(dev)
+                t0 = time.perf_counter()
+                mel = flow.inference(
+                    seg.to(dev).unsqueeze(0), p_tokens, p_mel, p_emb, options.flow_steps, estimator
+                )
+                if options.speed != 1.0:
+                    new_len = max(1, int(mel.shape[-1] / options.speed))
+                    mel = F.interpolate(mel, size=new_len, mode="linear")
+                synchronize(dev)
+                t1 = time.perf_counter()
+                wav = self._models.hift(mel.float(), generator)
+                synchronize(dev)
+                t2 = time.perf_counter()
+                flow_s += t1 - t0
+                vocoder_s += t2 - t1
+                mels.append(mel[0].float().cpu())
+                audio.append(wav[0].float().cpu().numpy())
+        return SynthesisResult(
+            audio=np.concatenate(audio).astype(np.float32),
+            mel=torch.cat(mels, dim=-1),
+            speech_tokens=tuple(segments),
+            timings=Timings(llm=llm_seconds, flow=flow_s, vocoder=vocoder_s),
+            options=options,
+            dtype_ran=dtype_ran,
+            backend=estimator.name,
+            device=self._device.label,
+            warnings=tuple(warnings),
+        )
+
+    def _token_segments(self, tokens) -> tuple[list[torch.Tensor], float, list[str]]:
+        warnings: list[str] = []
+        llm_seconds = 0.0
+        if isinstance(tokens, GeneratedTokens):
+            segments = list(tokens.segments)
+            llm_seconds = tokens.llm_seconds
+            if tokens.dtype_ran != tokens.options.dtype:
+                warnings.append(f"the LLM ran in {tokens.dtype_ran}, not {tokens.options.dtype}")
+        elif isinstance(tokens, torch.Tensor):
+            segments = [tokens]
+        else:
+            segments = [torch.as_tensor(t) for t in tokens]
+        segments = [s.reshape(-1).long().cpu() for s in segments]
+        segments = [s for s in segments if s.numel() > 0]
+        if not segments:
+            raise ValueError("the LLM produced no speech tokens for this text; try another seed or text")
+        size = self._models.flow_vocab_size
+        for s in segments:
+            if int(s.min()) < 0 or int(s.max()) >= size:
+                raise ValueError(f"speech tokens must be in [0, {size})")
+        return segments, llm_seconds, warnings
+
+    # ------------------------------------------------------------------ end to end
+    def synthesize(
+        self,
+        text: str | Sequence[int],
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+        progress: Progress | None = None,
+    ) -> SynthesisResult:
+        """Text -> audio with one set of options (LLM and flow in ``options.dtype``)."""
+        if progress:
+            progress(0.0, "generating speech tokens")
+        tokens = self.generate_tokens(text, prompt, options)
+        if progress:
+            progress(0.6, "rendering audio")
+        result = self.tokens_to_audio(tokens, prompt, options)
+        if progress:
+            progress(1.0, "done")
+        return result
+
+    # ------------------------------------------------------------------ internals
+    def _require_tokenizer(self) -> TextTokenizer:
+        if self._tokenizer is None:
+            raise RuntimeError(
+                f"{self._md.root}/CosyVoice-BlankEN has no tokenizer files (vocab.json + merges.txt); "
+                "text input needs them: use a complete model directory, or pass token ids"
+            )
+        return self._tokenizer
+
+    def _models_for(self, dtype: str) -> tuple[SpeechLM, FlowModel]:
+        """LLM and flow in ``dtype``; low-precision copies are made once and kept resident."""
+        with self._lock:
+            if dtype not in self._cast:
+                llm32, flow32 = self._cast["float32"]
+                target = torch_dtype(dtype)
+                self._cast[dtype] = (copy.deepcopy(llm32).to(target), copy.deepcopy(flow32).to(target))
+            return self._cast[dtype]
+
+    def _estimator(self, flow: FlowModel) -> EstimatorBackend:
+        return TorchEstimator(flow.decoder.estimator)
+
+
+def load_pipeline(
+    source: str | os.PathLike[str],
+    *,
+    device: str | None = None,
+    backend: str = "auto",
+    require_frontend: bool = False,
+    preload_dtypes: Sequence[str] = (),
+) -> Pipeline:
+    """Load a CosyVoice2 model once.
+
+    source: an official-layout model directory, or a ModelScope id (``iic/CosyVoice2-0.5B``),
+        downloaded into the ModelScope cache on first use.
+    device: "cpu", "cuda", "cuda:1" ...; default CUDA when available.
+    backend: flow estimator backend: "auto" (fastest available) or "torch".
+    require_frontend: raise when speech_tokenizer_v2.onnx / campplus.onnx / tokenizer files are
+        missing. Otherwise a directory without them still loads (token-level work, parity tests)
+        and the methods that need them raise an error naming the file.
+    preload_dtypes: dtypes whose weight copies are made now instead of on first use.
+    """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend must be 'auto' or 'torch', got {backend!r}")
+    md = resolve_source(source)
+    missing = md.missing_frontend()
+    if missing:
+        if require_frontend:
+            raise ValueError(f"{md.root} lacks frontend files: {', '.join(missing)}")
+        log.warning(
+            "%s lacks %s: prompts must be given as PromptFeatures arrays", md.root, ", ".join(missing)
+        )
+    dev = resolve_device(device)
+    models = load_models(md, dev.torch)
+    frontend = SpeechFrontend(md.speech_tokenizer, md.campplus, dev.torch)
+    tokenizer = TextTokenizer.from_dir(md.tokenizer_dir) if md.tokenizer_dir is not None else None
+    pipe = Pipeline(md, models, dev, "torch", frontend, tokenizer)
+    for name in preload_dtypes:
+        pipe._models_for(resolve_dtype(dev, name)[0])
+    return pipe
