@@ -183,13 +183,19 @@ def looks_like_hub_id(source: str) -> bool:
 
 
 def _hub_reachable(timeout: float) -> bool:
+    """Can a TCP connection to the ModelScope endpoint be opened within ``timeout`` seconds?"""
     from modelscope.hub.constants import DEFAULT_MODELSCOPE_DOMAIN
 
-    host = os.environ.get("MODELSCOPE_DOMAIN", DEFAULT_MODELSCOPE_DOMAIN).split("://")[-1].split("/")[0]
+    endpoint = (
+        os.environ.get("MODELSCOPE_ENDPOINT")
+        or os.environ.get("MODELSCOPE_DOMAIN")
+        or DEFAULT_MODELSCOPE_DOMAIN
+    )
+    host, _, port = endpoint.split("://")[-1].split("/")[0].partition(":")
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, int(port or 443)), timeout=timeout):
             return True
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 

@@ -153,7 +153,8 @@ class Pipeline:
         tokenizer = self._require_tokenizer()
         language = detect_language(stripped)
         normalized = normalize_text(stripped, language)
-        pieces = split_sentences(normalized, tokenizer.encode, language) or [normalized]
+        # split_sentences drops punctuation-only pieces, so an empty list means nothing to speak.
+        pieces = split_sentences(normalized, tokenizer.encode, language)
         ids = [tokenizer.encode(p) for p in pieces]
         kept = [(p, i) for p, i in zip(pieces, ids) if i]
         if not kept:

@@ -12,12 +12,15 @@ from .constants import N_MELS, SPEAKER_EMBEDDING_DIM, TOKEN_MEL_RATIO
 
 
 def _as_1d(name: str, value: object, dtype: torch.dtype) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    """A (N,) CPU tensor of ``dtype`` from a list / array / tensor of shape (N,) or (1, N)."""
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    if t.numel() == 0:
+        return torch.zeros(0, dtype=dtype)
     if t.dim() == 2 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 1:
         raise ValueError(f"{name} must be 1-D (or (1, N)), got shape {tuple(t.shape)}")
-    if dtype == torch.long and t.is_floating_point():
+    if dtype == torch.long and (t.is_floating_point() or t.is_complex()):
         raise ValueError(f"{name} must hold integer token ids, got {t.dtype}")
     return t.detach().to("cpu", dtype).contiguous()
 
