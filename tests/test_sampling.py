@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.stats import chisquare
 
-from tts_core.sampling import SamplingParams, ras_sample
+from tts_core.sampling import SamplingParams, draw_uniforms, ras_sample
 
 PARAMS = SamplingParams(top_p=0.8, top_k=25, win_size=10, tau_r=0.1)
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
@@ -14,10 +14,10 @@ N = 4000
 
 
 def draw(history: list[int], params: SamplingParams = PARAMS, seed: int = 0) -> np.ndarray:
-    g = torch.Generator().manual_seed(seed)
+    u = draw_uniforms(N, torch.Generator().manual_seed(seed), torch.device("cpu"))
     hist = torch.tensor(history + [-1] * (params.win_size - len(history)))
     logp = PROBS.log()
-    return np.array([int(ras_sample(logp, hist, params, g)) for _ in range(N)])
+    return np.array([int(ras_sample(logp, hist, params, u[i])) for i in range(N)])
 
 
 def test_nucleus_takes_tokens_while_mass_below_top_p():
@@ -44,9 +44,9 @@ def test_repeated_token_falls_back_to_full_distribution_without_it():
 def test_forbidden_tokens_are_never_drawn():
     logp = PROBS.log().clone()
     logp[0] = float("-inf")
-    g = torch.Generator().manual_seed(1)
+    u = draw_uniforms(500, torch.Generator().manual_seed(1), torch.device("cpu"))
     hist = torch.full((10,), -1)
-    assert all(int(ras_sample(logp, hist, PARAMS, g)) != 0 for _ in range(500))
+    assert all(int(ras_sample(logp, hist, PARAMS, u[i])) != 0 for i in range(500))
 
 
 def test_same_seed_same_tokens():

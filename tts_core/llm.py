@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .constants import EOS_TOKEN, SOS_INDEX, STOP_TOKENS, TASK_ID_INDEX
 from .options import SynthesisOptions
 from .qwen2 import KVCache, Qwen2Config, Qwen2Encoder
-from .sampling import SamplingParams, ras_sample
+from .sampling import SamplingParams, draw_uniforms, ras_sample
 from .yaml_config import YamlObject
 
 
@@ -44,6 +44,19 @@ class LLMConfig:
         if cfg.speech_token_size != EOS_TOKEN:
             raise ValueError(f"speech_token_size {cfg.speech_token_size} is not CosyVoice2's {EOS_TOKEN}")
         return cfg
+
+
+def length_rules(n_text: int, options: SynthesisOptions) -> tuple[int, int, list[int]]:
+    """(min_len, max_len, tokens forbidden before min_len) for a segment of ``n_text`` text tokens.
+
+    Official rule: eos (6561) is forbidden before ``min_token_text_ratio * n_text`` tokens (6562
+    and 6563 are not), and decoding stops after ``max_token_text_ratio * n_text``. With
+    ``fixed_tokens`` every stop token is forbidden and exactly that many tokens are made.
+    """
+    if options.fixed_tokens is not None:
+        return options.fixed_tokens, options.fixed_tokens, list(STOP_TOKENS)
+    min_len = int(n_text * options.min_token_text_ratio)
+    return min_len, max(1, int(n_text * options.max_token_text_ratio)), [EOS_TOKEN]
 
 
 class SpeechLM(nn.Module):
@@ -113,13 +126,7 @@ class SpeechLM(nn.Module):
         n_text = int(text_ids.numel())
         if n_text == 0:
             raise ValueError("text is empty after tokenisation")
-        if options.fixed_tokens is not None:
-            min_len = max_len = options.fixed_tokens
-            forbidden_early = list(STOP_TOKENS)
-        else:
-            min_len = int(n_text * options.min_token_text_ratio)
-            max_len = max(1, int(n_text * options.max_token_text_ratio))
-            forbidden_early = [EOS_TOKEN]
+        min_len, max_len, forbidden_early = length_rules(n_text, options)
         params = SamplingParams(options.top_p, options.top_k, options.win_size, options.tau_r)
 
         embeds = self.prefill_embeddings(text_ids.long(), prompt_text_ids.long(), prompt_speech_tokens.long())
@@ -129,6 +136,7 @@ class SpeechLM(nn.Module):
 
         early_mask = torch.zeros(self.cfg.speech_token_size + 3, device=device)
         early_mask[forbidden_early] = float("-inf")
+        uniforms = draw_uniforms(max_len, generator, device)
         tokens = torch.full((max_len,), -1, dtype=torch.long, device=device)
         history = torch.full((options.win_size,), -1, dtype=torch.long, device=device)
         n_done = max_len
@@ -136,7 +144,7 @@ class SpeechLM(nn.Module):
             logp = self.logits(hidden)[0].float().log_softmax(dim=-1)
             if step < min_len:
                 logp = logp + early_mask
-            token = ras_sample(logp, history, params, generator)
+            token = ras_sample(logp, history, params, uniforms[step])
             tokens[step : step + 1] = token
             history = torch.cat([history[1:], token])
             if (step + 1) % stop_check_every == 0 or step + 1 == max_len:

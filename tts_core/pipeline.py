@@ -25,6 +25,7 @@ from .estimators import EstimatorBackend, TorchEstimator
 from .flow import FlowModel
 from .frontend import SpeechFrontend
 from .llm import SpeechLM
+from .llm_static import StaticDecoder
 from .loading import LoadedModels, load_models
 from .model_dir import ModelDir, resolve_source, weights_digest
 from .options import SynthesisOptions, torch_dtype
@@ -72,6 +73,8 @@ class Pipeline:
         self._tokenizer = tokenizer
         self._lock = threading.RLock()
         self._cast: dict[str, tuple[SpeechLM, FlowModel]] = {"float32": (models.llm, models.flow)}
+        # On CUDA the LLM decodes through captured CUDA graphs (one decoder per dtype copy).
+        self._decoders: dict[str, StaticDecoder] = {}
         runnable = tuple(d for d in ("float32", "float16", "bfloat16") if resolve_dtype(device, d)[1] is None)
         self.info = PipelineInfo(
             model_id=md.model_id,
@@ -112,7 +115,7 @@ class Pipeline:
         dtype_ran, warning = resolve_dtype(self._device, options.dtype)
         if warning:
             log.warning(warning)
-        llm, _ = self._models_for(dtype_ran)
+        decode = self._decoder_for(dtype_ran)
         zero_shot = prompt.mode == "zero_shot"
         prompt_text = prompt.text_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
         prompt_speech = prompt.speech_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
@@ -123,7 +126,7 @@ class Pipeline:
             start = time.perf_counter()
             out = []
             for ids in segments_ids:
-                tokens = llm.generate(
+                tokens = decode(
                     torch.tensor(ids, dtype=torch.long),
                     prompt_text,
                     prompt_speech,
@@ -276,6 +279,16 @@ class Pipeline:
                 target = torch_dtype(dtype)
                 self._cast[dtype] = (copy.deepcopy(llm32).to(target), copy.deepcopy(flow32).to(target))
             return self._cast[dtype]
+
+    def _decoder_for(self, dtype: str):
+        """The LLM's generate function for ``dtype``: CUDA-graph decoding on CUDA, eager elsewhere."""
+        llm, _ = self._models_for(dtype)
+        if not self._device.is_cuda:
+            return llm.generate
+        with self._lock:
+            if dtype not in self._decoders:
+                self._decoders[dtype] = StaticDecoder(llm)
+            return self._decoders[dtype].generate
 
     def _estimator(self, flow: FlowModel) -> EstimatorBackend:
         return TorchEstimator(flow.decoder.estimator)

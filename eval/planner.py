@@ -1,0 +1,413 @@
+"""Sample-size planner: how many listeners x texts decide "within 5%" with the wanted power.
+
+Model of one paired judgement (listener l, text t) of configuration v against the baseline, on a
+latent scale that is then rounded and clipped to the 1..5 buttons (``discrete=True``)::
+
+    score_base = mu_base + a_l + b_t + e1
+    score_v    = mu_v    + a_l + s_l + b_t + e2
+    a_l ~ N(0, listener_sd^2), b_t ~ N(0, text_sd^2), s_l ~ N(0, listener_drop_sd^2),
+    e1, e2 ~ N(0, residual_sd^2), all independent
+
+``mu_base``/``mu_v`` are chosen so that the EXPECTED observed MOS is ``base_mos`` and
+``(1 - true_drop) * base_mos`` (rounding and clipping included). Each listener judges every text
+once. Power is the share of simulated tests that pass, where the test is exactly
+:func:`eval.stats.noninferiority_test` (two-way cluster bootstrap), so its conservativeness is
+priced in. A normal approximation ranks the candidate designs first, so that only a few of them
+are simulated.
+
+Command line (spread given directly or estimated from a pilot ratings log)::
+
+    python -m eval.planner --listener-sd 0.5 --text-sd 0.3 --residual-sd 0.7 --drop 0.02 --power 0.8
+    python -m eval.planner --pilot pilot.csv --base-mos 4.1 --drop 0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from scipy import stats as sps
+
+from eval import stats
+from eval.ratings_io import SCORE_MAX, SCORE_MIN
+
+DEFAULT_LISTENER_GRID: tuple[int, ...] = (8, 12, 16, 20, 24, 32, 40, 48, 64)
+DEFAULT_TEXT_GRID: tuple[int, ...] = (10, 15, 20, 30, 40, 60)
+DEFAULT_N_SIMS = 200  # simulated listening tests per evaluated design
+PLANNER_N_BOOT = 500  # replicates per simulated test: power needs many tests more than exact bounds
+MAX_SIMULATED_DESIGNS = 8  # stop simulating after this many candidate designs
+APPROX_SLACK = 0.15  # simulate designs whose approximate power is within this of the target
+ROUNDING_VARIANCE = 1.0 / 12.0  # variance added by rounding a continuous score to an integer
+# The pigeonhole bootstrap counts the residual variance about three times (eval/stats.py).
+BOOTSTRAP_RESIDUAL_FACTOR = 3.0
+BACKFIT_ITERATIONS = 50
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """Spread of scores, in score points (standard deviations)."""
+
+    listener_sd: float  # a listener's offset on every configuration (strict vs lenient)
+    text_sd: float  # a text's offset on every configuration (hard vs easy sentence)
+    residual_sd: float  # one rating around listener + text + configuration
+    listener_drop_sd: float = 0.0  # listeners differ in how much they hear the tested degradation
+
+    def __post_init__(self) -> None:
+        for name in ("listener_sd", "text_sd", "residual_sd", "listener_drop_sd"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.residual_sd == 0:
+            raise ValueError("residual_sd must be > 0 (real ratings always vary)")
+
+
+@dataclass(frozen=True)
+class DesignPower:
+    """Power of the non-inferiority test for one design (n_listeners x n_texts judgements)."""
+
+    n_listeners: int
+    n_texts: int
+    n_judgements: int
+    power_approx: float  # normal approximation
+    power: float  # simulated share of passing tests (NaN when not simulated)
+    n_sims: int
+
+
+@dataclass(frozen=True)
+class SampleSizePlan:
+    """The smallest evaluated design (in judgements) whose simulated power reaches the target."""
+
+    components: VarianceComponents
+    base_mos: float
+    true_drop: float
+    margin: float
+    target_power: float
+    recommended: DesignPower | None  # None when no design of the grid reached the target
+    evaluated: tuple[DesignPower, ...]
+
+
+def expected_discrete_mos(latent_mean: float, sd: float) -> float:
+    """E[clip(round(X), 1, 5)] for X ~ N(latent_mean, sd^2), from the normal CDF."""
+    edges = np.arange(SCORE_MIN, SCORE_MAX) + 0.5  # 1.5, 2.5, 3.5, 4.5
+    cdf = sps.norm.cdf((edges - latent_mean) / sd)
+    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+    return float(np.dot(np.arange(SCORE_MIN, SCORE_MAX + 1), probs))
+
+
+def latent_mean_for(mos: float, sd: float) -> float:
+    """The latent mean whose rounded, clipped scores have expected value ``mos``."""
+    if not SCORE_MIN < mos < SCORE_MAX:
+        raise ValueError(f"a MOS must be strictly between {SCORE_MIN} and {SCORE_MAX}, got {mos}")
+    span = 10.0 * sd + SCORE_MAX
+    return float(optimize.brentq(lambda m: expected_discrete_mos(m, sd) - mos, -span, span, xtol=1e-10))
+
+
+def _check_plan_args(base_mos: float, true_drop: float, margin: float) -> None:
+    if not 0.0 < margin < 1.0:
+        raise ValueError(f"margin must be in (0, 1), got {margin}")
+    if not 0.0 <= true_drop < 1.0:
+        raise ValueError(f"true_drop must be in [0, 1), got {true_drop}")
+    if not (base_mos * (1 - true_drop) > SCORE_MIN and base_mos < SCORE_MAX):
+        raise ValueError(f"base_mos and the dropped MOS must lie in ({SCORE_MIN}, {SCORE_MAX})")
+
+
+def simulate_paired(
+    components: VarianceComponents,
+    *,
+    base_mos: float,
+    true_drop: float,
+    n_listeners: int,
+    n_texts: int,
+    rng: np.random.Generator,
+    discrete: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One simulated paired test: ``(score_v, score_base, listener, text)``, each (L*T,)."""
+    c = components
+    shared_var = c.listener_sd**2 + c.text_sd**2 + c.residual_sd**2
+    mu_b, mu_v = base_mos, base_mos * (1 - true_drop)
+    if discrete:
+        mu_b = latent_mean_for(mu_b, math.sqrt(shared_var))
+        mu_v = latent_mean_for(mu_v, math.sqrt(shared_var + c.listener_drop_sd**2))
+    listener = np.repeat(np.arange(n_listeners), n_texts)
+    text = np.tile(np.arange(n_texts), n_listeners)
+    a = rng.normal(0.0, c.listener_sd, n_listeners)[listener]
+    s = rng.normal(0.0, c.listener_drop_sd, n_listeners)[listener]
+    b = rng.normal(0.0, c.text_sd, n_texts)[text]
+    y_b = mu_b + a + b + rng.normal(0.0, c.residual_sd, listener.size)
+    y_v = mu_v + a + s + b + rng.normal(0.0, c.residual_sd, listener.size)
+    if discrete:
+        y_b = np.clip(np.round(y_b), SCORE_MIN, SCORE_MAX)
+        y_v = np.clip(np.round(y_v), SCORE_MIN, SCORE_MAX)
+    return y_v, y_b, listener, text
+
+
+def approx_power(
+    components: VarianceComponents,
+    *,
+    base_mos: float,
+    true_drop: float,
+    margin: float,
+    n_listeners: int,
+    n_texts: int,
+    discrete: bool = True,
+    confidence: float = stats.CONFIDENCE,
+) -> float:
+    """Normal approximation of the power of the bootstrap test (ignores clipping).
+
+    With k = 1 - m, D = score_v - k * score_base has listener variance m^2 sl^2 + sd^2, text
+    variance m^2 st^2 and residual variance (1 + k^2) se^2. The test's spread is that of the
+    bootstrap (residual counted BOOTSTRAP_RESIDUAL_FACTOR times), the estimate's spread the true one.
+    """
+    c, k, n = components, 1.0 - margin, n_listeners * n_texts
+    resid = c.residual_sd**2 + (ROUNDING_VARIANCE if discrete else 0.0)
+    between = (margin**2 * c.listener_sd**2 + c.listener_drop_sd**2) / n_listeners
+    between += margin**2 * c.text_sd**2 / n_texts
+    var_true = between + (1 + k**2) * resid / n
+    var_boot = between + BOOTSTRAP_RESIDUAL_FACTOR * (1 + k**2) * resid / n
+    mean_d = base_mos * (margin - true_drop)
+    z = sps.norm.ppf(confidence)
+    return float(sps.norm.cdf((mean_d - z * math.sqrt(var_boot)) / math.sqrt(var_true)))
+
+
+def simulate_power(
+    components: VarianceComponents,
+    *,
+    base_mos: float,
+    true_drop: float,
+    margin: float,
+    n_listeners: int,
+    n_texts: int,
+    n_sims: int = DEFAULT_N_SIMS,
+    n_boot: int = PLANNER_N_BOOT,
+    discrete: bool = True,
+    confidence: float = stats.CONFIDENCE,
+    seed: int = 0,
+) -> float:
+    """Share of ``n_sims`` simulated tests (see :func:`simulate_paired`) whose verdict is "pass"."""
+    _check_plan_args(base_mos, true_drop, margin)
+    rng = stats.derived_rng(seed, "power", f"{n_listeners}x{n_texts}")
+    passes = 0
+    for _ in range(n_sims):
+        y_v, y_b, listener, text = simulate_paired(
+            components,
+            base_mos=base_mos,
+            true_drop=true_drop,
+            n_listeners=n_listeners,
+            n_texts=n_texts,
+            rng=rng,
+            discrete=discrete,
+        )
+        result = stats.noninferiority_test(
+            (y_v, listener, text),
+            (y_b, listener, text),
+            margin=margin,
+            paired=True,
+            rng=rng,
+            confidence=confidence,
+            n_boot=n_boot,
+        )
+        passes += result.verdict == stats.VERDICT_PASS
+    return passes / n_sims
+
+
+def plan_sample_size(
+    components: VarianceComponents,
+    *,
+    base_mos: float = 4.0,
+    true_drop: float = 0.02,
+    margin: float = 0.05,
+    target_power: float = 0.8,
+    listener_grid: tuple[int, ...] = DEFAULT_LISTENER_GRID,
+    text_grid: tuple[int, ...] = DEFAULT_TEXT_GRID,
+    n_sims: int = DEFAULT_N_SIMS,
+    n_boot: int = PLANNER_N_BOOT,
+    discrete: bool = True,
+    confidence: float = stats.CONFIDENCE,
+    seed: int = 0,
+) -> SampleSizePlan:
+    """Walk the listener x text grid from the fewest judgements up; simulate promising designs.
+
+    A design is simulated when its approximate power is within APPROX_SLACK of the target; the
+    first whose simulated power reaches ``target_power`` is recommended. At most
+    MAX_SIMULATED_DESIGNS designs are simulated. NOTE: a simulated power carries Monte Carlo
+    error of about sqrt(p (1 - p) / n_sims) (+-0.03 at 200 simulations near p = 0.8).
+    """
+    _check_plan_args(base_mos, true_drop, margin)
+    if not 0.0 < target_power < 1.0:
+        raise ValueError(f"target_power must be in (0, 1), got {target_power}")
+    if true_drop >= margin:
+        raise ValueError(f"a true drop of {true_drop} is not within the margin {margin}: no design can pass")
+    designs = sorted(
+        ((nl, nt) for nl in listener_grid for nt in text_grid), key=lambda d: (d[0] * d[1], d[0])
+    )
+    evaluated: list[DesignPower] = []
+    recommended = None
+    n_simulated = 0
+    for n_l, n_t in designs:
+        approx = approx_power(
+            components,
+            base_mos=base_mos,
+            true_drop=true_drop,
+            margin=margin,
+            n_listeners=n_l,
+            n_texts=n_t,
+            discrete=discrete,
+            confidence=confidence,
+        )
+        power = float("nan")
+        if approx >= target_power - APPROX_SLACK and n_simulated < MAX_SIMULATED_DESIGNS:
+            n_simulated += 1
+            power = simulate_power(
+                components,
+                base_mos=base_mos,
+                true_drop=true_drop,
+                margin=margin,
+                n_listeners=n_l,
+                n_texts=n_t,
+                n_sims=n_sims,
+                n_boot=n_boot,
+                discrete=discrete,
+                confidence=confidence,
+                seed=seed,
+            )
+        design = DesignPower(n_l, n_t, n_l * n_t, approx, power, n_sims if math.isfinite(power) else 0)
+        evaluated.append(design)
+        if power >= target_power:
+            recommended = design
+            break
+    return SampleSizePlan(
+        components, base_mos, true_drop, margin, target_power, recommended, tuple(evaluated)
+    )
+
+
+def _one_way_between(values: np.ndarray, groups: np.ndarray) -> float:
+    """Moment (ANOVA) estimate of the between-group variance of a one-way random effects model."""
+    frame = pd.DataFrame({"y": values, "g": groups})
+    sizes = frame.groupby("g")["y"].size().to_numpy()
+    k, n = sizes.size, values.size
+    if k < 2 or n <= k:
+        return 0.0
+    means = frame.groupby("g")["y"].transform("mean").to_numpy()
+    ms_within = float(((values - means) ** 2).sum() / (n - k))
+    ms_between = float(((means - values.mean()) ** 2).sum() / (k - 1))
+    n0 = (n - (sizes**2).sum() / n) / (k - 1)
+    return max(0.0, (ms_between - ms_within) / n0)
+
+
+def estimate_components(ratings: pd.DataFrame) -> VarianceComponents:
+    """Rough moment estimates of the variance components from a (pilot) ratings table.
+
+    Scores are centred per configuration; listener and text offsets are fitted by backfitting an
+    additive model; their variances are corrected for the noise in the fitted offsets
+    (var(a_hat) - residual_var * mean(1 / n_l)). ``listener_drop_sd`` is the one-way ANOVA estimate
+    of the listener spread of the within-judgement difference (score of one configuration minus
+    the other, centred per configuration pair). Estimates are on the observed integer scale, so
+    the residual already contains rounding noise.
+    """
+    scores = stats.long_scores(ratings)
+    r = (scores["score"] - scores.groupby("config")["score"].transform("mean")).to_numpy()
+    listener, _ = pd.factorize(scores["listener_id"])
+    text, _ = pd.factorize(scores["text_id"])
+    n_l, n_t = np.bincount(listener), np.bincount(text)
+    a, b = np.zeros(n_l.size), np.zeros(n_t.size)
+    for _ in range(BACKFIT_ITERATIONS):
+        a = np.bincount(listener, weights=r - b[text]) / n_l
+        b = np.bincount(text, weights=r - a[listener]) / n_t
+    resid = r - a[listener] - b[text]
+    dof = max(1, r.size - n_l.size - n_t.size + 1)
+    var_e = float((resid**2).sum() / dof)
+    var_l = max(0.0, float(np.var(a, ddof=1)) - var_e * float(np.mean(1.0 / n_l))) if n_l.size > 1 else 0.0
+    var_t = max(0.0, float(np.var(b, ddof=1)) - var_e * float(np.mean(1.0 / n_t))) if n_t.size > 1 else 0.0
+
+    mixed = ratings.loc[ratings["a_config"] != ratings["b_config"]]
+    a_first = (mixed["a_config"] < mixed["b_config"]).to_numpy()
+    diff = np.where(a_first, 1.0, -1.0) * (mixed["score_a"] - mixed["score_b"]).to_numpy(dtype=float)
+    pair = np.where(
+        a_first, mixed["a_config"] + "|" + mixed["b_config"], mixed["b_config"] + "|" + mixed["a_config"]
+    )
+    diff = diff - pd.Series(diff).groupby(pair).transform("mean").to_numpy()
+    var_s = _one_way_between(diff, mixed["listener_id"].to_numpy()) if diff.size else 0.0
+    return VarianceComponents(
+        math.sqrt(var_l), math.sqrt(var_t), math.sqrt(max(var_e, 1e-12)), math.sqrt(var_s)
+    )
+
+
+def format_plan(plan: SampleSizePlan) -> str:
+    c = plan.components
+    lines = [
+        f"spread: listener sd {c.listener_sd:.3f}, text sd {c.text_sd:.3f}, residual sd {c.residual_sd:.3f}, "
+        f"listener drop sd {c.listener_drop_sd:.3f}; base MOS {plan.base_mos}, true drop {plan.true_drop:.1%}, "
+        f"margin {plan.margin:.1%}, target power {plan.target_power:.0%}",
+        f"{'listeners':>9} {'texts':>5} {'judgements':>10} {'approx':>7} {'simulated':>9}",
+    ]
+    for d in plan.evaluated:
+        if d.n_sims:
+            lines.append(
+                f"{d.n_listeners:>9} {d.n_texts:>5} {d.n_judgements:>10} {d.power_approx:>7.2f} {d.power:>9.2f}"
+            )
+    r = plan.recommended
+    lines.append(
+        f"recommended: {r.n_listeners} listeners x {r.n_texts} texts ({r.n_judgements} paired judgements)"
+        if r
+        else "no design of the grid reached the target power; widen --listeners/--texts"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.planner", description=__doc__.split("\n")[0])
+    parser.add_argument("--pilot", default=None, help="pilot ratings log CSV to estimate the spread from")
+    for name, default in (
+        ("listener-sd", 0.5),
+        ("text-sd", 0.3),
+        ("residual-sd", 0.7),
+        ("listener-drop-sd", 0.0),
+    ):
+        parser.add_argument(
+            f"--{name}", type=float, default=default, help=f"score points (default {default})"
+        )
+    parser.add_argument("--base-mos", type=float, default=4.0, help="expected MOS of the baseline")
+    parser.add_argument(
+        "--drop", type=float, default=0.02, help="true relative drop to detect as non-inferior"
+    )
+    parser.add_argument("--margin", type=float, default=0.05, help="relative non-inferiority margin")
+    parser.add_argument("--power", type=float, default=0.8, help="target power")
+    parser.add_argument("--listeners", type=int, nargs="+", default=list(DEFAULT_LISTENER_GRID))
+    parser.add_argument("--texts", type=int, nargs="+", default=list(DEFAULT_TEXT_GRID))
+    parser.add_argument("--sims", type=int, default=DEFAULT_N_SIMS, help="simulated tests per design")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.pilot:
+            from eval.ratings_io import read_ratings
+
+            components = estimate_components(read_ratings(args.pilot))
+        else:
+            components = VarianceComponents(
+                args.listener_sd, args.text_sd, args.residual_sd, args.listener_drop_sd
+            )
+        plan = plan_sample_size(
+            components,
+            base_mos=args.base_mos,
+            true_drop=args.drop,
+            margin=args.margin,
+            target_power=args.power,
+            listener_grid=tuple(args.listeners),
+            text_grid=tuple(args.texts),
+            n_sims=args.sims,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""The listening-test report: per-configuration MOS, the non-inferiority verdict, preferences, flags.
+
+Command line::
+
+    python -m eval.report RATINGS.csv --baseline float16-n10 --margin 0.05 [--anchor float32-n1]
+        [--json OUT.json] [--xlsx OUT.xlsx] [--csv OUT.csv] [--plot OUT.png] [--seed N]
+        [--bootstrap N] [--confidence 0.95] [--mode blind]
+
+prints a table and writes the requested files. A file that is not a valid ratings log, or an
+unknown --baseline/--anchor, gives a one-line error and exit code 2 (no traceback).
+
+The app's Results tab calls :func:`summarize` and :func:`plot_summary` directly.
+
+JSON fields per configuration (``configs`` list, baseline first):
+``config, n_ratings, n_listeners, n_texts, mos`` (mean of all its scores), ``ci_low, ci_high``
+(two-way cluster bootstrap, two-sided), ``naive_ci_low, naive_ci_high`` (t-interval, ratings
+independent), ``rel_change`` (mos / mos_baseline - 1, from the table's MOS values),
+``comparison`` ("paired" | "unpaired"), ``n_compared``, ``ratio`` (mean_v / mean_base on the
+compared judgements), ``noninferiority_lower_bound`` (one-sided lower confidence bound of that
+ratio; pass iff > 1 - margin), ``d_mean, d_lower_bound`` (the same test as
+D = score_v - (1 - margin) * score_base; pass iff d_lower_bound > 0), ``verdict`` ("pass" | "fail" |
+"insufficient", and "baseline" for the baseline itself, whose test fields are null) and ``reason``.
+Numbers that cannot be computed are null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eval import stats
+from eval.ratings_io import RatingsFormatError, configs_present, drop_duplicate_trials, read_ratings
+
+REPORT_VERSION = 1
+DEFAULT_MARGIN = 0.05
+VERDICT_BASELINE = "baseline"
+EXIT_BAD_INPUT = 2
+METHODS: dict[str, str] = {
+    "mos_ci": "two-way cluster bootstrap (listeners and texts resampled independently, "
+    "pigeonhole/product weights), percentile interval",
+    "naive_ci": "Student t interval treating every rating as independent (comparison only)",
+    "noninferiority": "one-sided lower bound of MOS_v / MOS_base from the same two-way cluster "
+    "bootstrap on paired judgements (unpaired when too few pairs); pass iff bound > 1 - margin",
+    "preference_ci": "Wilson score interval (votes treated as independent); sign test p-value",
+    "screening": "anchor rated above baseline on average; one score for everything; too few judgements",
+}
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """One row of the report table; see the module docstring for the meaning of each field."""
+
+    config: str
+    n_ratings: int
+    n_listeners: int
+    n_texts: int
+    mos: float
+    ci_low: float
+    ci_high: float
+    naive_ci_low: float
+    naive_ci_high: float
+    rel_change: float
+    comparison: str | None
+    n_compared: int
+    ratio: float
+    noninferiority_lower_bound: float
+    d_mean: float
+    d_lower_bound: float
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """Everything the report shows; ``to_json_dict()`` is what ``--json`` writes."""
+
+    baseline: str
+    margin: float
+    anchor: str | None
+    confidence: float
+    seed: int
+    n_boot: int
+    modes: tuple[str, ...] | None  # judgement modes kept (None: all)
+    n_judgements: int
+    n_listeners: int
+    n_texts: int
+    configs: tuple[ConfigSummary, ...]
+    preferences: tuple[stats.PreferenceShare, ...]
+    listeners: tuple[stats.ListenerScreen, ...]
+    warnings: tuple[str, ...]
+
+    def config(self, label: str) -> ConfigSummary:
+        for row in self.configs:
+            if row.config == label:
+                return row
+        raise KeyError(
+            f"no configuration {label!r} in the report; present: {[c.config for c in self.configs]}"
+        )
+
+    def to_json_dict(self) -> dict:
+        preferences = []
+        for p in self.preferences:
+            row = {k: v for k, v in asdict(p).items() if not k.startswith("share_")}
+            for name in ("x", "y", "none"):
+                share = getattr(p, f"share_{name}")
+                row |= {
+                    f"share_{name}": share.estimate,
+                    f"share_{name}_low": share.low,
+                    f"share_{name}_high": share.high,
+                }
+            preferences.append(row)
+        out = {
+            "report_version": REPORT_VERSION,
+            "baseline": self.baseline,
+            "margin": self.margin,
+            "anchor": self.anchor,
+            "confidence": self.confidence,
+            "seed": self.seed,
+            "n_boot": self.n_boot,
+            "modes": list(self.modes) if self.modes else None,
+            "n_judgements": self.n_judgements,
+            "n_listeners": self.n_listeners,
+            "n_texts": self.n_texts,
+            "thresholds": {
+                "min_listeners": stats.MIN_LISTENERS,
+                "min_texts": stats.MIN_TEXTS,
+                "min_judgements": stats.MIN_JUDGEMENTS,
+                "min_listener_judgements": stats.MIN_LISTENER_JUDGEMENTS,
+            },
+            "methods": dict(METHODS),
+            "configs": [asdict(c) for c in self.configs],
+            "preferences": preferences,
+            "listeners": [asdict(s) | {"flags": list(s.flags)} for s in self.listeners],
+            "warnings": list(self.warnings),
+        }
+        return _json_safe(out)
+
+
+def _json_safe(value):
+    """NaN/inf -> None and numpy scalars -> Python numbers, recursively (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _load(ratings: pd.DataFrame | str | Path | Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    if isinstance(ratings, (str, Path, pd.DataFrame)):
+        return read_ratings(ratings)
+    return read_ratings(pd.DataFrame(list(ratings)))
+
+
+def _config_row(
+    table: pd.DataFrame,
+    scores: pd.DataFrame,
+    label: str,
+    baseline: str,
+    *,
+    mos_base: float,
+    margin: float,
+    seed: int,
+    n_boot: int,
+    confidence: float,
+) -> ConfigSummary:
+    mine = scores.loc[scores["config"] == label]
+    y = mine["score"].to_numpy()
+    rng = stats.derived_rng(seed, "ci", label)
+    ci = stats.cluster_bootstrap_mean(
+        y,
+        mine["listener_id"].to_numpy(),
+        mine["text_id"].to_numpy(),
+        rng=rng,
+        confidence=confidence,
+        n_boot=n_boot,
+    )
+    naive = stats.naive_t_interval(y, confidence)
+    nan = float("nan")
+    if label == baseline:
+        test = None
+    else:
+        test = stats.compare_to_baseline(
+            table,
+            label,
+            baseline,
+            margin=margin,
+            rng=stats.derived_rng(seed, "ni", label),
+            confidence=confidence,
+            n_boot=n_boot,
+        )
+    return ConfigSummary(
+        config=label,
+        n_ratings=int(y.size),
+        n_listeners=int(mine["listener_id"].nunique()),
+        n_texts=int(mine["text_id"].nunique()),
+        mos=ci.estimate,
+        ci_low=ci.low,
+        ci_high=ci.high,
+        naive_ci_low=naive.low,
+        naive_ci_high=naive.high,
+        rel_change=ci.estimate / mos_base - 1.0,
+        comparison=test.comparison if test else None,
+        n_compared=test.n_judgements if test else 0,
+        ratio=test.ratio if test else nan,
+        noninferiority_lower_bound=test.ratio_lower if test else nan,
+        d_mean=test.d_mean if test else nan,
+        d_lower_bound=test.d_lower if test else nan,
+        verdict=test.verdict if test else VERDICT_BASELINE,
+        reason=test.reason if test else "",
+    )
+
+
+def summarize(
+    ratings: pd.DataFrame | str | Path | Sequence[Mapping[str, object]],
+    baseline: str,
+    margin: float = DEFAULT_MARGIN,
+    anchor: str | None = None,
+    seed: int = 0,
+    n_boot: int = stats.DEFAULT_N_BOOT,
+    confidence: float = stats.CONFIDENCE,
+    modes: Sequence[str] | None = None,
+) -> ReportSummary:
+    """The full report of a ratings log (path, DataFrame, or the store's list of row dicts).
+
+    Raises :class:`~eval.ratings_io.RatingsFormatError` for an invalid log and ValueError for an
+    unknown baseline/anchor (listing the configurations present) or bad parameters.
+    """
+    if not 0.0 < margin < 1.0:
+        raise ValueError(f"margin must be in (0, 1), e.g. 0.05 for 5%, got {margin}")
+    stats.check_bootstrap_args(confidence, n_boot)
+    stats.derived_rng(seed)  # validates the seed before any work
+    table, n_duplicates = drop_duplicate_trials(_load(ratings))
+    warnings = [f"{n_duplicates} repeated trial_id row(s) ignored (first kept)"] if n_duplicates else []
+    if modes:
+        table = table.loc[table["mode"].isin(list(modes))].reset_index(drop=True)
+        if table.empty:
+            raise ValueError(f"no judgements in mode(s) {list(modes)}")
+    elif (table["mode"] == "playground").any():
+        n_play = int((table["mode"] == "playground").sum())
+        warnings.append(
+            f"{n_play} judgement(s) from playground mode (not blind) are included; see --mode blind"
+        )
+    if anchor is not None and anchor == baseline:
+        raise ValueError(f"the anchor must differ from the baseline (both {baseline!r})")
+    present = configs_present(table)
+    for role, label in (("baseline", baseline), ("anchor", anchor)):
+        if label is not None and label not in present:
+            raise ValueError(
+                f"{role} {label!r} is not in the ratings log; configurations present: {', '.join(present)}"
+            )
+    others = sorted(c for c in present if c not in (baseline, anchor))
+    order = [baseline, *others, *([anchor] if anchor else [])]
+    scores = stats.long_scores(table)
+    mos_base = float(scores.loc[scores["config"] == baseline, "score"].mean())
+    rows = tuple(
+        _config_row(
+            table,
+            scores,
+            label,
+            baseline,
+            mos_base=mos_base,
+            margin=margin,
+            seed=seed,
+            n_boot=n_boot,
+            confidence=confidence,
+        )
+        for label in order
+    )
+    for row in rows:
+        if row.n_listeners < stats.MIN_LISTENERS or row.n_texts < stats.MIN_TEXTS:
+            warnings.append(f"{row.config}: too few listeners or texts for a clustered interval")
+    listeners = tuple(stats.screen_listeners(table, baseline, anchor))
+    flagged = [s.listener_id for s in listeners if s.flags]
+    if flagged:
+        warnings.append(f"{len(flagged)} listener(s) flagged by screening (kept in the statistics)")
+    return ReportSummary(
+        baseline=baseline,
+        margin=float(margin),
+        anchor=anchor,
+        confidence=float(confidence),
+        seed=int(seed),
+        n_boot=int(n_boot),
+        modes=tuple(modes) if modes else None,
+        n_judgements=len(table),
+        n_listeners=int(table["listener_id"].nunique()),
+        n_texts=int(table["text_id"].nunique()),
+        configs=rows,
+        preferences=tuple(stats.preference_shares(table, order, confidence)),
+        listeners=listeners,
+        warnings=tuple(warnings),
+    )
+
+
+def plot_summary(summary: ReportSummary):
+    """A matplotlib Figure of the report (MOS with intervals, non-inferiority bounds, preferences)."""
+    from eval.plots import plot_summary as _plot  # matplotlib only when a figure is wanted
+
+    return _plot(summary)
+
+
+def _num(value: float, fmt: str = ".2f") -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, fmt)
+
+
+def format_table(summary: ReportSummary) -> str:
+    """The printed report: configurations, preferences, flagged listeners, warnings."""
+    keep = 1.0 - summary.margin
+    level = f"{summary.confidence:.0%}"
+    lines = [
+        f"baseline {summary.baseline}; margin {summary.margin:.1%} (pass iff lower bound of "
+        f"MOS_v/MOS_base > {keep:.3f}); {summary.n_judgements} judgements, {summary.n_listeners} "
+        f"listeners, {summary.n_texts} texts; {summary.n_boot} bootstrap replicates, seed {summary.seed}",
+        "",
+        f"{'config':<24} {'n':>5} {'lis':>4} {'txt':>4} {'MOS':>5} {level + ' CI (clustered)':>20} "
+        f"{'naive CI':>13} {'change':>7} {'test':>9} {'ratio LB':>8} {'verdict':>12}",
+    ]
+    for c in summary.configs:
+        lines.append(
+            f"{c.config:<24} {c.n_ratings:>5} {c.n_listeners:>4} {c.n_texts:>4} {_num(c.mos):>5} "
+            f"{'[' + _num(c.ci_low) + ', ' + _num(c.ci_high) + ']':>20} "
+            f"{'[' + _num(c.naive_ci_low) + ', ' + _num(c.naive_ci_high) + ']':>13} "
+            f"{_num(100 * c.rel_change, '+.1f') + '%':>7} {c.comparison or '-':>9} "
+            f"{_num(c.noninferiority_lower_bound, '.3f'):>8} {c.verdict:>12}"
+            + (f"  ({c.reason})" if c.reason else "")
+        )
+    if summary.preferences:
+        lines += ["", f"preferences (share of judgements, Wilson {level} interval):"]
+        for p in summary.preferences:
+            lines.append(
+                f"  {p.config_x} vs {p.config_y}: n={p.n}  {p.config_x} {p.share_x.estimate:.0%} "
+                f"[{p.share_x.low:.0%}, {p.share_x.high:.0%}]  {p.config_y} {p.share_y.estimate:.0%} "
+                f"[{p.share_y.low:.0%}, {p.share_y.high:.0%}]  none {p.share_none.estimate:.0%}  "
+                f"sign test p={_num(p.p_value, '.3g')}"
+            )
+    flagged = [s for s in summary.listeners if s.flags]
+    if flagged:
+        lines += ["", "flagged listeners:"]
+        lines += [f"  {s.listener_id}: {', '.join(s.flags)} ({s.n_judgements} judgements)" for s in flagged]
+    if summary.warnings:
+        lines += ["", *(f"warning: {w}" for w in summary.warnings)]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.report",
+        description="MOS per configuration with clustered 95%% intervals and the non-inferiority verdict.",
+    )
+    parser.add_argument("ratings", type=Path, help="ratings log CSV written by the app")
+    parser.add_argument(
+        "--baseline", required=True, help="configuration label of the baseline, e.g. float16-n10"
+    )
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="relative margin (default 0.05)")
+    parser.add_argument(
+        "--anchor", default=None, help="hidden low anchor configuration, for listener screening"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the report as JSON")
+    parser.add_argument("--xlsx", type=Path, default=None, help="write the rating sheet workbook")
+    parser.add_argument("--csv", type=Path, default=None, help="write the summary table as CSV")
+    parser.add_argument("--plot", type=Path, default=None, help="write the report figure (PNG/PDF/SVG)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--bootstrap", type=int, default=stats.DEFAULT_N_BOOT, help="bootstrap replicates")
+    parser.add_argument("--confidence", type=float, default=stats.CONFIDENCE, help="confidence level (0.95)")
+    parser.add_argument(
+        "--mode",
+        action="append",
+        choices=("blind", "playground"),
+        default=None,
+        help="keep only judgements of this mode (repeatable; default: all)",
+    )
+    return parser
+
+
+def _write_outputs(args: argparse.Namespace, summary: ReportSummary) -> list[Path]:
+    written = []
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary.to_json_dict(), indent=2, allow_nan=False) + "\n")
+        written.append(args.json)
+    if args.xlsx or args.csv:
+        from eval import sheets
+
+        if args.xlsx:
+            written.append(sheets.write_xlsx(summary, read_ratings(args.ratings), args.xlsx))
+        if args.csv:
+            written.append(sheets.write_rating_sheet_csv(sheets.summary_table(summary), args.csv))
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_summary(summary).savefig(args.plot, dpi=150)
+        written.append(args.plot)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = summarize(
+            args.ratings,
+            args.baseline,
+            args.margin,
+            anchor=args.anchor,
+            seed=args.seed,
+            n_boot=args.bootstrap,
+            confidence=args.confidence,
+            modes=args.mode,
+        )
+        print(format_table(summary))
+        for path in _write_outputs(args, summary):
+            print(f"wrote {path}")
+    except (RatingsFormatError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

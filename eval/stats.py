@@ -1,0 +1,486 @@
+"""Pure statistics of an A/B listening test: clustered MOS intervals and the non-inferiority test.
+
+Every function takes arrays or a validated ratings table (eval/ratings_io.py) and a seeded
+``numpy.random.Generator``; nothing reads files or keeps state, so the same log and seed always give
+the same numbers.
+
+Why a two-way cluster bootstrap
+    Ratings are not independent: one listener is strict or lenient on everything, one sentence is
+    hard for every configuration. Treating N ratings as N independent draws (the naive t-interval,
+    offered for comparison) makes intervals far too narrow. The listeners and the texts are both
+    samples from larger populations, so each bootstrap replicate resamples listeners AND texts, each
+    with replacement and independently of the other, and weights every observation by
+    (times its listener was drawn) x (times its text was drawn). This is the "pigeonhole"
+    bootstrap for crossed random effects (Owen 2007, Ann. Appl. Stat. 1(1); McCullagh 2000,
+    Bernoulli 6(2)). NOTE: it is conservative: for a mean it estimates roughly
+    var_listener/L + var_text/T + 3 var_residual/N, i.e. it counts the residual about three times
+    (no resampling scheme is exactly unbiased for crossed designs, McCullagh 2000). For a paired
+    difference, where listener and text offsets cancel, the residual dominates, so intervals are
+    up to ~1.7x wider than needed; eval/planner.py simulates this exact procedure, so its sample
+    sizes include that cost.
+
+Intervals are percentile intervals over the replicates, with ``numpy.quantile(method=
+"inverted_cdf")`` (an order statistic, no interpolation), which makes the ratio bound and the
+difference bound of :func:`noninferiority_test` give the same verdict exactly.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+CONFIDENCE = 0.95  # two-sided level of MOS intervals; one-sided level of the non-inferiority bound
+DEFAULT_N_BOOT = 2000  # bootstrap replicates
+MIN_N_BOOT = 100
+QUANTILE_METHOD = "inverted_cdf"  # order statistic: the ratio and difference bounds agree exactly
+
+# Below these a comparison gets the verdict "insufficient" (and a MOS no clustered interval).
+MIN_LISTENERS = 2
+MIN_TEXTS = 2
+MIN_JUDGEMENTS = 10  # paired judgements (or ratings of each configuration when unpaired)
+
+VERDICT_PASS = "pass"
+VERDICT_FAIL = "fail"
+VERDICT_INSUFFICIENT = "insufficient"
+PAIRED = "paired"
+UNPAIRED = "unpaired"
+
+
+def derived_rng(seed: int, *tags: str) -> np.random.Generator:
+    """A generator for one analysis: the same (seed, tags) always give the same stream.
+
+    Seeding per analysis (e.g. ``("ci", "bfloat16-n5")``) keeps one configuration's interval
+    unchanged when another configuration is added to the log.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return np.random.default_rng([int(seed), *(zlib.crc32(t.encode("utf-8")) for t in tags)])
+
+
+def check_bootstrap_args(confidence: float, n_boot: int) -> None:
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_N_BOOT:
+        raise ValueError(f"n_boot must be an integer >= {MIN_N_BOOT}, got {n_boot!r}")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with an interval; bounds are NaN when they cannot be computed."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class NonInferiority:
+    """One configuration v against the baseline at relative margin m (see :func:`noninferiority_test`)."""
+
+    comparison: str  # PAIRED (judgements with both) or UNPAIRED (all ratings of each)
+    n_judgements: int  # paired judgements, or ratings of v when unpaired
+    n_listeners: int  # listeners in the compared data
+    n_texts: int  # texts in the compared data
+    ratio: float  # mean_v / mean_base on the compared data
+    ratio_lower: float  # one-sided lower confidence bound of the ratio (NaN when insufficient)
+    d_mean: float  # mean_v - (1 - m) * mean_base
+    d_lower: float  # one-sided lower bound of d_mean (NaN when insufficient)
+    verdict: str  # VERDICT_PASS iff ratio_lower > 1 - m (equivalently d_lower > 0)
+    reason: str  # why "insufficient", else ""
+
+
+def long_scores(ratings: pd.DataFrame) -> pd.DataFrame:
+    """One row per score: columns ``row, config, listener_id, text_id, score`` (score float).
+
+    Each judgement rates two clips, so it contributes one score to ``a_config`` and one to
+    ``b_config`` (two to the same configuration when both sides are equal).
+    """
+    parts = []
+    for side in ("a", "b"):
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": np.arange(len(ratings)),
+                    "config": ratings[f"{side}_config"].to_numpy(),
+                    "listener_id": ratings["listener_id"].to_numpy(),
+                    "text_id": ratings["text_id"].to_numpy(),
+                    "score": ratings[f"score_{side}"].to_numpy(dtype=float),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def naive_t_interval(scores: np.ndarray, confidence: float = CONFIDENCE) -> Interval:
+    """Mean +- t_{n-1} * sd / sqrt(n), treating every rating as independent (for comparison only)."""
+    x = np.asarray(scores, dtype=float)
+    mean = float(x.mean()) if x.size else float("nan")
+    if x.size < 2:
+        return Interval(mean, float("nan"), float("nan"))
+    half = sps.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return Interval(mean, float(mean - half), float(mean + half))
+
+
+def _encode(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(pd.Series(ids).astype(str), sort=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def bootstrap_weights(
+    n_listeners: int, n_texts: int, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw counts of the two-way bootstrap: ``(w_listener (B, L), w_text (B, T))``.
+
+    Row b says how often each listener / text was drawn in replicate b (multinomial, sums L / T).
+    """
+    w_l = rng.multinomial(n_listeners, np.full(n_listeners, 1.0 / n_listeners), size=n_boot)
+    w_t = rng.multinomial(n_texts, np.full(n_texts, 1.0 / n_texts), size=n_boot)
+    return w_l.astype(float), w_t.astype(float)
+
+
+def _replicate_totals(
+    values: np.ndarray, listener: np.ndarray, text: np.ndarray, w_l: np.ndarray, w_t: np.ndarray
+) -> np.ndarray:
+    """sum_i w_l[b, listener_i] * w_t[b, text_i] * values_i for every replicate b -> (B,).
+
+    Observations are first summed per (listener, text) cell, so the cost is B x L x T, not B x N.
+    """
+    n_l, n_t = w_l.shape[1], w_t.shape[1]
+    cells = np.bincount(listener * n_t + text, weights=values, minlength=n_l * n_t).reshape(n_l, n_t)
+    return ((w_l @ cells) * w_t).sum(axis=1)
+
+
+def _quantile(x: np.ndarray, q: float | list[float]) -> np.ndarray:
+    return np.quantile(x, q, method=QUANTILE_METHOD)
+
+
+def cluster_bootstrap_mean(
+    scores: np.ndarray,
+    listener_ids: np.ndarray,
+    text_ids: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    confidence: float = CONFIDENCE,
+    n_boot: int = DEFAULT_N_BOOT,
+) -> Interval:
+    """Mean score with a two-way (listener x text) cluster bootstrap percentile interval.
+
+    scores, listener_ids, text_ids: (N,) arrays, one entry per rating. Replicates in which no
+    rating survives (possible in sparse designs) are discarded. The bounds are NaN with fewer than
+    MIN_LISTENERS listeners or MIN_TEXTS texts: resampling a single cluster shows no spread at all.
+    """
+    check_bootstrap_args(confidence, n_boot)
+    y = np.asarray(scores, dtype=float)
+    listener, n_l = _encode(listener_ids)
+    text, n_t = _encode(text_ids)
+    mean = float(y.mean()) if y.size else float("nan")
+    if n_l < MIN_LISTENERS or n_t < MIN_TEXTS:
+        return Interval(mean, float("nan"), float("nan"))
+    w_l, w_t = bootstrap_weights(n_l, n_t, n_boot, rng)
+    totals = _replicate_totals(y, listener, text, w_l, w_t)
+    counts = _replicate_totals(np.ones_like(y), listener, text, w_l, w_t)
+    valid = counts > 0
+    low, high = _quantile(totals[valid] / counts[valid], [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(mean, float(low), float(high))
+
+
+def _insufficient_reason(n_judgements: int, n_listeners: int, n_texts: int) -> str:
+    """'' when the data meet every threshold, else each shortfall, e.g. '4 judgements < 10; 1 listener(s) < 2'."""
+    short = []
+    if n_judgements < MIN_JUDGEMENTS:
+        short.append(f"{n_judgements} judgements < {MIN_JUDGEMENTS}")
+    if n_listeners < MIN_LISTENERS:
+        short.append(f"{n_listeners} listener(s) < {MIN_LISTENERS}")
+    if n_texts < MIN_TEXTS:
+        short.append(f"{n_texts} text(s) < {MIN_TEXTS}")
+    return "; ".join(short)
+
+
+def noninferiority_test(
+    v: tuple[np.ndarray, np.ndarray, np.ndarray],
+    base: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    margin: float,
+    paired: bool,
+    rng: np.random.Generator,
+    confidence: float = CONFIDENCE,
+    n_boot: int = DEFAULT_N_BOOT,
+) -> NonInferiority:
+    """One-sided non-inferiority test of configuration v against the baseline, relative margin m.
+
+    v, base: ``(scores, listener_ids, text_ids)``, each (N,) arrays. When ``paired`` they are
+    aligned: entry i of both comes from the same judgement (same listener and text).
+
+    H0: MOS_v <= (1 - m) * MOS_base. Per bootstrap replicate (listeners and texts resampled as in
+    :func:`cluster_bootstrap_mean`, the SAME draw for both configurations, which keeps their
+    correlation) we compute ``ratio = mean_v / mean_base`` and ``d = mean_v - (1 - m) * mean_base``
+    (for paired data d is the mean of the per-judgement D = score_v - (1 - m) * score_base).
+    ``ratio_lower`` is the ``1 - confidence`` quantile of the ratio replicates; the verdict is
+    "pass" iff ``ratio_lower > 1 - m``. Since mean_base > 0, ``d > 0`` exactly when
+    ``ratio > 1 - m`` in every replicate, so with an order-statistic quantile ``d_lower > 0`` gives
+    the same verdict. "insufficient" (bounds NaN) with fewer than MIN_JUDGEMENTS judgements (per
+    configuration when unpaired), MIN_LISTENERS listeners or MIN_TEXTS texts.
+    """
+    check_bootstrap_args(confidence, n_boot)
+    if not 0.0 < margin < 1.0:
+        raise ValueError(f"margin must be in (0, 1), got {margin}")
+    y_v, y_b = np.asarray(v[0], dtype=float), np.asarray(base[0], dtype=float)
+    if paired and y_v.shape != y_b.shape:
+        raise ValueError(f"paired scores need equal lengths, got {y_v.shape} and {y_b.shape}")
+    n_v = len(y_v)
+    # One index space for both sides so that a replicate's draw applies to both configurations.
+    listener, n_l = _encode(np.concatenate([np.asarray(v[1]), np.asarray(base[1])]))
+    text, n_t = _encode(np.concatenate([np.asarray(v[2]), np.asarray(base[2])]))
+    keep = 1.0 - margin
+    ratio = float(y_v.mean() / y_b.mean()) if n_v and len(y_b) else float("nan")
+    d_mean = float(y_v.mean() - keep * y_b.mean()) if n_v and len(y_b) else float("nan")
+    comparison = PAIRED if paired else UNPAIRED
+
+    if paired:
+        reason = _insufficient_reason(n_v, n_l, n_t)
+    else:
+        reason = ""
+        for name, side in (("configuration", v), ("baseline", base)):
+            sub = _insufficient_reason(len(side[0]), len(set(side[1])), len(set(side[2])))
+            reason = reason or (f"{name}: {sub}" if sub else "")
+    if reason:
+        nan = float("nan")
+        return NonInferiority(
+            comparison, n_v, n_l, n_t, ratio, nan, d_mean, nan, VERDICT_INSUFFICIENT, reason
+        )
+
+    w_l, w_t = bootstrap_weights(n_l, n_t, n_boot, rng)
+    lv, tv = listener[:n_v], text[:n_v]
+    lb, tb = listener[n_v:], text[n_v:]
+    sum_v = _replicate_totals(y_v, lv, tv, w_l, w_t)
+    cnt_v = _replicate_totals(np.ones_like(y_v), lv, tv, w_l, w_t)
+    sum_b = _replicate_totals(y_b, lb, tb, w_l, w_t)
+    cnt_b = _replicate_totals(np.ones_like(y_b), lb, tb, w_l, w_t)
+    valid = (cnt_v > 0) & (cnt_b > 0)
+    mean_v, mean_b = sum_v[valid] / cnt_v[valid], sum_b[valid] / cnt_b[valid]
+    alpha = 1.0 - confidence
+    ratio_lower = float(_quantile(mean_v / mean_b, alpha))
+    d_lower = float(_quantile(mean_v - keep * mean_b, alpha))
+    verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
+    return NonInferiority(comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "")
+
+
+def paired_scores(ratings: pd.DataFrame, config: str, baseline: str) -> pd.DataFrame:
+    """Judgements that rated ``config`` against ``baseline`` (either side), in configuration terms.
+
+    Returns columns ``listener_id, text_id, score_v, score_base`` (one row per judgement).
+    """
+    if config == baseline:
+        raise ValueError("a configuration cannot be paired with itself")
+    a_is_v = (ratings["a_config"] == config) & (ratings["b_config"] == baseline)
+    b_is_v = (ratings["b_config"] == config) & (ratings["a_config"] == baseline)
+    rows = ratings.loc[a_is_v | b_is_v]
+    v_on_a = a_is_v[a_is_v | b_is_v].to_numpy()
+    return pd.DataFrame(
+        {
+            "listener_id": rows["listener_id"].to_numpy(),
+            "text_id": rows["text_id"].to_numpy(),
+            "score_v": np.where(v_on_a, rows["score_a"], rows["score_b"]).astype(float),
+            "score_base": np.where(v_on_a, rows["score_b"], rows["score_a"]).astype(float),
+        }
+    )
+
+
+def compare_to_baseline(
+    ratings: pd.DataFrame,
+    config: str,
+    baseline: str,
+    *,
+    margin: float,
+    rng: np.random.Generator,
+    confidence: float = CONFIDENCE,
+    n_boot: int = DEFAULT_N_BOOT,
+) -> NonInferiority:
+    """Non-inferiority of ``config`` against ``baseline`` from a validated ratings table.
+
+    Uses the paired judgements (rows holding both) when they meet the data thresholds; otherwise
+    all ratings of each configuration, unpaired (still resampled with one shared listener/text
+    draw); when neither meets them the verdict is "insufficient" (paired if any pair exists).
+    """
+    pairs = paired_scores(ratings, config, baseline)
+    paired_test = noninferiority_test(
+        (pairs["score_v"], pairs["listener_id"], pairs["text_id"]),
+        (pairs["score_base"], pairs["listener_id"], pairs["text_id"]),
+        margin=margin,
+        paired=True,
+        rng=rng,
+        confidence=confidence,
+        n_boot=n_boot,
+    )
+    if paired_test.verdict != VERDICT_INSUFFICIENT:
+        return paired_test
+    scores = long_scores(ratings)
+    v = scores.loc[scores["config"] == config]
+    b = scores.loc[scores["config"] == baseline]
+    unpaired_test = noninferiority_test(
+        (v["score"], v["listener_id"], v["text_id"]),
+        (b["score"], b["listener_id"], b["text_id"]),
+        margin=margin,
+        paired=False,
+        rng=rng,
+        confidence=confidence,
+        n_boot=n_boot,
+    )
+    if unpaired_test.verdict == VERDICT_INSUFFICIENT and len(pairs):
+        return paired_test
+    return unpaired_test
+
+
+# ---------------------------------------------------------------- preferences
+
+
+@dataclass(frozen=True)
+class PreferenceShare:
+    """Preference votes between two configurations, in configuration (not screen) terms.
+
+    Shares are of all n judgements of the pair, ties ("none") included, each with a Wilson score
+    interval. NOTE: the binomial intervals treat votes as independent (no listener clustering).
+    ``p_value`` is the two-sided exact sign test of x against y among decisive votes (scipy).
+    """
+
+    config_x: str
+    config_y: str
+    n: int
+    n_x: int
+    n_y: int
+    n_none: int
+    share_x: Interval
+    share_y: Interval
+    share_none: Interval
+    p_value: float
+
+
+def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> Interval:
+    """Share k/n with the Wilson score interval (no continuity correction); NaN when n == 0."""
+    if n == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    z = sps.norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # max/min guard rounding at k = 0 or k = n, where the exact bound is 0 or 1.
+    return Interval(p, float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def preference_shares(
+    ratings: pd.DataFrame, order: list[str], confidence: float = CONFIDENCE
+) -> list[PreferenceShare]:
+    """Preference counts per unordered pair of different configurations.
+
+    ``order`` ranks the configurations (e.g. baseline first): in each pair, x is the one ranked
+    earlier; pairs are listed in that order too. Rows rating a configuration against itself are
+    skipped.
+    """
+    rank = {c: i for i, c in enumerate(order)}
+    unranked = sorted((set(ratings["a_config"]) | set(ratings["b_config"])) - set(rank))
+    if unranked:
+        raise ValueError(f"configurations missing from order: {unranked}")
+    a, b, pref = ratings["a_config"], ratings["b_config"], ratings["preference"]
+    a_first = a.map(rank) <= b.map(rank)
+    table = pd.DataFrame(
+        {
+            "x": np.where(a_first, a, b),
+            "y": np.where(a_first, b, a),
+            # The preferred configuration, or "" for no preference.
+            "winner": np.where(pref == "A", a, np.where(pref == "B", b, "")),
+        }
+    )
+    table = table.loc[table["x"] != table["y"]]
+    out = []
+    for (x, y), group in sorted(table.groupby(["x", "y"]), key=lambda kv: (rank[kv[0][0]], rank[kv[0][1]])):
+        n, n_x, n_y = len(group), int((group["winner"] == x).sum()), int((group["winner"] == y).sum())
+        n_none = n - n_x - n_y
+        p_value = sps.binomtest(n_x, n_x + n_y, 0.5).pvalue if n_x + n_y else float("nan")
+        out.append(
+            PreferenceShare(
+                x,
+                y,
+                n,
+                n_x,
+                n_y,
+                n_none,
+                wilson_interval(n_x, n, confidence),
+                wilson_interval(n_y, n, confidence),
+                wilson_interval(n_none, n, confidence),
+                float(p_value),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- listener screening
+
+MIN_LISTENER_JUDGEMENTS = 5  # fewer judgements than this: flag "too_few_judgements"
+FLAG_ANCHOR_ABOVE_BASELINE = "anchor_above_baseline"  # mean(anchor) > mean(baseline) for this listener
+FLAG_CONSTANT_SCORES = "constant_scores"  # one score for everything (zero variance, >= 2 scores)
+FLAG_TOO_FEW_JUDGEMENTS = "too_few_judgements"
+
+
+@dataclass(frozen=True)
+class ListenerScreen:
+    """One listener's summary and screening flags (flags are informative; nobody is excluded)."""
+
+    listener_id: str
+    n_judgements: int
+    n_texts: int
+    mean_score: float  # over both scores of every judgement
+    sd_score: float  # sample sd (ddof=1) of those scores; NaN with one score
+    mean_baseline: float  # NaN when the listener never rated the baseline
+    mean_anchor: float  # NaN when no anchor was given or rated
+    flags: tuple[str, ...]
+
+
+def screen_listeners(
+    ratings: pd.DataFrame,
+    baseline: str,
+    anchor: str | None = None,
+    min_judgements: int = MIN_LISTENER_JUDGEMENTS,
+) -> list[ListenerScreen]:
+    """Per-listener flags, sorted by listener id.
+
+    - ``anchor_above_baseline``: the listener's mean score of the hidden low anchor is strictly
+      above their mean score of the baseline (both over every rating they gave those configs);
+    - ``constant_scores``: all of the listener's scores are equal (needs at least two);
+    - ``too_few_judgements``: fewer than ``min_judgements`` judgements.
+    """
+    scores = long_scores(ratings)
+    out = []
+    for listener, group in scores.groupby("listener_id", sort=True):
+        n_judgements = int(group["row"].nunique())
+        y = group["score"].to_numpy()
+        on_base = y[(group["config"] == baseline).to_numpy()]
+        on_anchor = y[(group["config"] == anchor).to_numpy()] if anchor else np.empty(0)
+        mean_base = float(on_base.mean()) if on_base.size else float("nan")
+        mean_anchor = float(on_anchor.mean()) if on_anchor.size else float("nan")
+        flags = []
+        if on_base.size and on_anchor.size and mean_anchor > mean_base:
+            flags.append(FLAG_ANCHOR_ABOVE_BASELINE)
+        if y.size >= 2 and np.all(y == y[0]):
+            flags.append(FLAG_CONSTANT_SCORES)
+        if n_judgements < min_judgements:
+            flags.append(FLAG_TOO_FEW_JUDGEMENTS)
+        out.append(
+            ListenerScreen(
+                str(listener),
+                n_judgements,
+                int(group["text_id"].nunique()),
+                float(y.mean()),
+                float(y.std(ddof=1)) if y.size >= 2 else float("nan"),
+                mean_base,
+                mean_anchor,
+                tuple(flags),
+            )
+        )
+    return out

@@ -1,0 +1,234 @@
+"""The report CLI and summarize(): fields checked against an independent computation, bad logs refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from eval import report
+from eval.ratings_schema import COLUMNS
+
+BASE, FAST, ANCHOR = "float16-n10", "bfloat16-n5", "float32-n1"
+EFFECTS = {FAST: -0.1, ANCHOR: -2.0}
+REPO = Path(__file__).resolve().parents[1]
+JSON_FIELDS = {"config", "n_ratings", "n_listeners", "n_texts", "mos", "ci_low", "ci_high", "rel_change"}
+JSON_FIELDS |= {"noninferiority_lower_bound", "verdict"}
+
+
+def _guard(value: str) -> str:
+    # What the app writes: a leading quote on text a spreadsheet would evaluate.
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def write_log(path: Path, n_listeners: int = 8, n_texts: int = 6, seed: int = 0) -> list[dict]:
+    """A simulated log (BASE against FAST and ANCHOR, sides shuffled); returns the rows unguarded."""
+    rng = np.random.default_rng(seed)
+    offset_l, offset_t = rng.normal(0, 0.5, n_listeners), rng.normal(0, 0.3, n_texts)
+    rows = []
+    for i in range(n_listeners):
+        for j in range(n_texts):
+            for config, effect in EFFECTS.items():
+                mean = 4.0 + offset_l[i] + offset_t[j]
+                base = int(np.clip(np.rint(mean + rng.normal(0, 0.6)), 1, 5))
+                other = int(np.clip(np.rint(mean + effect + rng.normal(0, 0.6)), 1, 5))
+                flip = bool(rng.random() < 0.5)
+                row = dict.fromkeys(COLUMNS, "")
+                row |= {
+                    "schema_version": "1",
+                    "listener_id": f"=L{i}" if i == 0 else f"L{i}",  # a formula-looking id
+                    "trial_id": f"{i}-{j}-{config}",
+                    "mode": "blind",
+                    "text_id": f"t{j}",
+                    "text": f"-text {j}, with a comma",
+                    "a_config": config if flip else BASE,
+                    "b_config": BASE if flip else config,
+                    "score_a": str(other if flip else base),
+                    "score_b": str(base if flip else other),
+                    "preference": "none" if base == other else ("A" if (other > base) == flip else "B"),
+                }
+                rows.append(row)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([_guard(row[c]) for c in COLUMNS])
+    return rows
+
+
+def _independent(rows: list[dict]) -> dict[str, dict]:
+    """Per configuration: counts and mean computed by plain loops over the rows."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        for side in ("a", "b"):
+            entry = out.setdefault(row[f"{side}_config"], {"scores": [], "listeners": set(), "texts": set()})
+            entry["scores"].append(int(row[f"score_{side}"]))
+            entry["listeners"].add(row["listener_id"])
+            entry["texts"].add(row["text_id"])
+    return out
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "eval.report", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_writes_json_matching_an_independent_computation(tmp_path):
+    log = tmp_path / "ratings.csv"
+    rows = write_log(log)
+    out = tmp_path / "out" / "report.json"
+    plot = tmp_path / "out" / "report.png"
+    done = _run_cli(
+        str(log),
+        "--baseline",
+        BASE,
+        "--margin",
+        "0.05",
+        "--anchor",
+        ANCHOR,
+        "--json",
+        str(out),
+        "--plot",
+        str(plot),
+        "--bootstrap",
+        "500",
+    )
+    assert done.returncode == 0, done.stderr
+    assert BASE in done.stdout and "verdict" in done.stdout
+    assert plot.stat().st_size > 10_000
+    # Strict JSON: no NaN/Infinity tokens anywhere.
+    data = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    truth = _independent(rows)
+    configs = {c["config"]: c for c in data["configs"]}
+    assert [c["config"] for c in data["configs"]] == [BASE, FAST, ANCHOR]
+    base_mos = np.mean(truth[BASE]["scores"])
+    for label, c in configs.items():
+        assert set(c) >= JSON_FIELDS
+        scores = np.array(truth[label]["scores"], dtype=float)
+        assert c["n_ratings"] == scores.size
+        assert c["n_listeners"] == len(truth[label]["listeners"])
+        assert c["n_texts"] == len(truth[label]["texts"])
+        assert c["mos"] == pytest.approx(scores.mean(), abs=1e-12)
+        assert c["rel_change"] == pytest.approx(scores.mean() / base_mos - 1, abs=1e-12)
+        low, high = sps.t.interval(0.95, scores.size - 1, loc=scores.mean(), scale=sps.sem(scores))
+        assert (c["naive_ci_low"], c["naive_ci_high"]) == pytest.approx((low, high), abs=1e-12)
+        # Clustering by listener and text widens the interval beyond the naive one.
+        assert c["ci_low"] < c["mos"] < c["ci_high"]
+        assert c["ci_high"] - c["ci_low"] > high - low
+    assert configs[BASE]["verdict"] == "baseline" and configs[BASE]["noninferiority_lower_bound"] is None
+    assert configs[ANCHOR]["verdict"] == "fail"
+    assert configs[FAST]["verdict"] in ("pass", "fail")
+    # The ratio of the paired means, recomputed from the rows.
+    paired = [r for r in rows if FAST in (r["a_config"], r["b_config"])]
+    v = [int(r["score_a"] if r["a_config"] == FAST else r["score_b"]) for r in paired]
+    b = [int(r["score_b"] if r["a_config"] == FAST else r["score_a"]) for r in paired]
+    assert configs[FAST]["ratio"] == pytest.approx(np.mean(v) / np.mean(b), abs=1e-12)
+    assert configs[FAST]["noninferiority_lower_bound"] <= configs[FAST]["ratio"]
+    assert (configs[FAST]["noninferiority_lower_bound"] > 0.95) == (configs[FAST]["verdict"] == "pass")
+    # The formula guard is stripped when reading: the listener id is the one that was typed.
+    assert "=L0" in {s["listener_id"] for s in data["listeners"]}
+    assert data["methods"]["mos_ci"] and data["margin"] == 0.05
+    pair = next(p for p in data["preferences"] if p["config_y"] == ANCHOR)
+    assert pair["config_x"] == BASE and pair["n"] == 48
+
+
+def test_summary_is_reproducible_and_accepts_tables(tmp_path):
+    log = tmp_path / "ratings.csv"
+    rows = write_log(log, n_listeners=5, n_texts=4)
+    first = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=3, n_boot=300).to_json_dict()
+    again = report.summarize(
+        pd.read_csv(log, dtype=str, keep_default_na=False), BASE, 0.05, anchor=ANCHOR, seed=3, n_boot=300
+    )
+    from_rows = report.summarize([dict(r) for r in rows], BASE, 0.05, anchor=ANCHOR, seed=3, n_boot=300)
+    assert again.to_json_dict() == first
+    assert from_rows.to_json_dict()["configs"] == first["configs"]
+    other_seed = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=4, n_boot=300).to_json_dict()
+    assert other_seed["configs"][0]["ci_low"] != first["configs"][0]["ci_low"]
+
+
+def test_plot_summary_returns_a_figure(tmp_path):
+    log = tmp_path / "ratings.csv"
+    write_log(log, n_listeners=4, n_texts=3)
+    fig = report.plot_summary(report.summarize(log, BASE, n_boot=200))
+    assert len(fig.axes) == 3
+    fig.savefig(tmp_path / "f.png")
+
+
+def _corrupt(path: Path, column: str, value: str, row: int = 2) -> None:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.loc[row, column] = value
+    table.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.write_text("name,age\nann,3\n"), "not a ratings log"),
+        (lambda p: pd.read_csv(p, dtype=str).drop(columns=["score_b"]).to_csv(p, index=False), "'score_b'"),
+        (lambda p: _corrupt(p, "schema_version", "7"), "unknown schema_version 7"),
+        (lambda p: _corrupt(p, "score_a", "6"), "'score_a' must be in 1..5"),
+        (lambda p: _corrupt(p, "score_b", "0"), "'score_b' must be in 1..5"),
+        (lambda p: _corrupt(p, "score_b", "good"), "'score_b' must hold integers"),
+        (lambda p: _corrupt(p, "score_a", "3.5"), "'score_a' must hold integers"),
+        (lambda p: _corrupt(p, "preference", "left"), "'preference' must be one of"),
+        (lambda p: _corrupt(p, "listener_id", ""), "'listener_id' is empty in data row 3"),
+        (lambda p: p.write_text(p.read_text() + "1,2,3\n"), "3 fields where the header has 28"),
+        (lambda p: p.write_text(""), "empty"),
+        (lambda p: p.write_text(",".join(COLUMNS) + "\n"), "no ratings"),
+        (lambda p: p.write_bytes(b"\xff\xfe\x00garbage\x00\x81"), "cannot be read"),
+    ],
+)
+def test_bad_logs_give_a_clear_error_and_exit_code_2(tmp_path, capsys, change, message):
+    log = tmp_path / "ratings.csv"
+    write_log(log, n_listeners=3, n_texts=2)
+    change(log)
+    assert report.main([str(log), "--baseline", BASE]) == report.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_unknown_baseline_lists_configs_without_traceback(tmp_path):
+    log = tmp_path / "ratings.csv"
+    write_log(log, n_listeners=3, n_texts=2)
+    done = _run_cli(str(log), "--baseline", "float64-n99")
+    assert done.returncode == 2
+    assert "float64-n99" in done.stderr and f"{FAST}, {BASE}, {ANCHOR}" in done.stderr
+    assert "Traceback" not in done.stderr
+    missing = _run_cli(str(tmp_path / "nope.csv"), "--baseline", BASE)
+    assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_duplicates_modes_and_insufficient_data(tmp_path):
+    log = tmp_path / "ratings.csv"
+    write_log(log, n_listeners=1, n_texts=4)  # one listener: no verdict possible
+    table = pd.read_csv(log, dtype=str, keep_default_na=False)
+    table = pd.concat([table, table.iloc[[0]]], ignore_index=True)  # a repeated trial
+    table.loc[1, "mode"] = "playground"
+    summary = report.summarize(table, BASE, n_boot=200)
+    assert summary.n_judgements == 8
+    assert summary.config(FAST).verdict == "insufficient" and "listener" in summary.config(FAST).reason
+    assert any("repeated trial_id" in w for w in summary.warnings)
+    assert any("playground" in w for w in summary.warnings)
+    blind = report.summarize(table, BASE, n_boot=200, modes=["blind"])
+    assert blind.n_judgements == 7 and blind.modes == ("blind",)
+
+
+def test_ratings_written_by_the_app_store_are_read(tmp_path):
+    ratings = pytest.importorskip("eval.ratings")
+    store = ratings.RatingsStore(tmp_path / "ratings.csv")
+    for i, row in enumerate(write_log(tmp_path / "sim.csv", n_listeners=3, n_texts=2)):
+        cells = {k: v for k, v in row.items() if k not in ("schema_version", "timestamp_utc")}
+        cells |= {"a_flow_steps": 10, "b_flow_steps": 5, "a_seed": 0, "b_seed": 0, "shown_first": "A"}
+        cells |= {"session_id": "s", "trial_id": f"trial-{i}"}
+        store.append(cells)
+    summary = report.summarize(store.path, BASE, n_boot=200)
+    assert summary.n_judgements == 12
+    assert "=L0" in {s.listener_id for s in summary.listeners}
