@@ -159,3 +159,14 @@ def test_bad_tokens(pipe, prompt):
         pipe.tokens_to_audio(torch.tensor([1, 2, 7000]), prompt, FAST)
     with pytest.raises(ValueError, match="no speech tokens"):
         pipe.tokens_to_audio(torch.zeros(0, dtype=torch.long), prompt, FAST)
+
+
+def test_dtype_that_cannot_run_falls_back_visibly(pipe, prompt, monkeypatch):
+    import tts_core.devices as devices
+
+    monkeypatch.setattr(devices, "_dtype_runs", lambda device, name: name != "bfloat16")
+    tokens = pipe.generate_tokens("Hello world.", prompt, FAST.replace(dtype="bfloat16"))
+    r = pipe.tokens_to_audio(tokens, prompt, FAST.replace(dtype="bfloat16"))
+    assert tokens.dtype_ran == r.dtype_ran == "float32"
+    assert any("bfloat16 cannot run" in w for w in r.warnings)
+    assert any("LLM ran in float32" in w for w in r.warnings)

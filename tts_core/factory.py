@@ -223,6 +223,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_configs(out: Path, size: str) -> None:
+    """Write ``cosyvoice2.yaml`` and ``CosyVoice-BlankEN/config.json`` of ``size`` into ``out``."""
+    s = SIZES[size]
+    (out / QWEN_DIR).mkdir(parents=True, exist_ok=True)
+    (out / YAML_NAME).write_text(_YAML_TEMPLATE.format(size=size, s=s), encoding="utf-8")
+    (out / QWEN_DIR / "config.json").write_text(json.dumps(_qwen_config(s), indent=2), encoding="utf-8")
+
+
+def build_networks(model_dir: Path) -> tuple[SpeechLM, FlowModel, HiFTGenerator]:
+    """Freshly initialised LLM, flow and HiFT with the sizes of ``model_dir``'s configs."""
+    config = read_yaml(model_dir / YAML_NAME)
+    qwen = Qwen2Config.from_json(model_dir / QWEN_DIR / "config.json")
+    return (
+        SpeechLM(LLMConfig.from_yaml(config["llm"], qwen)),
+        FlowModel(FlowConfig.from_yaml(config["flow"])),
+        HiFTGenerator(HiFTConfig.from_yaml(config["hift"])),
+    )
+
+
 def write_random_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:
     """Write a complete random-weight model directory at ``out_dir`` (created; must not exist)."""
     if size not in SIZES:
@@ -230,18 +249,10 @@ def write_random_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty")
-    s = SIZES[size]
-    (out / QWEN_DIR).mkdir(parents=True, exist_ok=True)
-    (out / YAML_NAME).write_text(_YAML_TEMPLATE.format(size=size, s=s), encoding="utf-8")
-    qwen_path = out / QWEN_DIR / "config.json"
-    qwen_path.write_text(json.dumps(_qwen_config(s), indent=2), encoding="utf-8")
-
-    config = read_yaml(out / YAML_NAME)
+    write_configs(out, size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        llm = SpeechLM(LLMConfig.from_yaml(config["llm"], Qwen2Config.from_json(qwen_path)))
-        flow = FlowModel(FlowConfig.from_yaml(config["flow"]))
-        hift = HiFTGenerator(HiFTConfig.from_yaml(config["hift"]))
+        llm, flow, hift = build_networks(out)
     for name, module in (("llm", llm), ("flow", flow), ("hift", hift)):
         torch.save(module.state_dict(), out / f"{name}.pt")
     write_speech_tokenizer_onnx(out / SPEECH_TOKENIZER, seed)
