@@ -257,7 +257,7 @@ def write_random_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path
         torch.save(module.state_dict(), out / f"{name}.pt")
     write_speech_tokenizer_onnx(out / SPEECH_TOKENIZER, seed)
     write_campplus_onnx(out / CAMPPLUS, seed)
-    write_tiny_tokenizer(out / QWEN_DIR, s.qwen_vocab)
+    write_tiny_tokenizer(out / QWEN_DIR, SIZES[size].qwen_vocab)
     meta = {
         "factory": "tts_core.factory",
         "factory_version": FACTORY_VERSION,
