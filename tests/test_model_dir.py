@@ -103,3 +103,22 @@ def test_nonsense_source():
 def test_unknown_device(good_dir):
     with pytest.raises(ValueError, match="device"):
         load_pipeline(good_dir, device="tpu")
+
+
+@pytest.mark.parametrize(
+    "backend, reason", [("torch-cudagraph", "CUDA"), ("tensorrt", "TensorRT"), ("fast", "one of")]
+)
+def test_backend_that_cannot_run_is_refused(good_dir, backend, reason):
+    with pytest.raises(ValueError, match=reason):
+        load_pipeline(good_dir, device="cpu", backend=backend)
+
+
+def test_llm_backend_needs_cuda(good_dir):
+    with pytest.raises(ValueError, match="CUDA"):
+        load_pipeline(good_dir, device="cpu", llm_backend="cuda-graph")
+
+
+def test_info_names_what_runs_and_warmup(good_dir):
+    pipe = load_pipeline(good_dir, device="cpu")
+    assert (pipe.info.backend, pipe.info.llm_backend) == ("torch", "eager")
+    pipe.warmup(["float32", "bfloat16"], flow_steps=(2,))

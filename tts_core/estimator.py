@@ -159,7 +159,7 @@ class SelfAttention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        """x (B, T, dim), mask None or bool (T, T) (True = may attend) -> (B, T, dim)."""
+        """x (B, T, dim), mask None or bool broadcastable to (B, heads, T, T) (True = may attend)."""
         b, t, _ = x.shape
         q, k, v = (
             proj(x).view(b, t, self.heads, -1).transpose(1, 2) for proj in (self.to_q, self.to_k, self.to_v)
@@ -270,11 +270,16 @@ class CausalConditionalDecoder(nn.Module):
         spks: Tensor,
         cond: Tensor,
         streaming: bool = False,
+        key_padding: bool = False,
     ) -> Tensor:
         """x, mu, cond (B, 80, T); mask (B, 1, T); t (B,); spks (B, 80) -> velocity (B, 80, T).
 
-        NOTE: attention has no padding mask: inference runs one utterance (the CFG batch holds it
-        twice), so the official key mask is all ones; ``mask`` still zeroes the conv inputs.
+        ``mask`` always zeroes the conv inputs. By default attention has no padding mask:
+        inference runs one utterance (the CFG batch holds it twice), so the official key mask is
+        all ones and skipping it keeps the fastest attention kernel. ``key_padding`` also hides
+        frames where mask == 0 from attention, as the official code always does: needed for
+        right-padded inputs (CUDA-graph buckets) and in the ONNX export (the TensorRT graph).
+        The convs are causal, so right padding reaches real frames only through attention.
         ``streaming`` restricts attention to the own and earlier chunks of ``static_chunk_size``.
         """
         time_emb = self.time_mlp(time_embedding(t, self.in_channels))
@@ -283,6 +288,9 @@ class CausalConditionalDecoder(nn.Module):
         attn_mask = None
         if streaming and self.static_chunk_size > 0:
             attn_mask = chunk_attention_mask(frames, self.static_chunk_size, x.device)
+        if key_padding:
+            keys = mask.bool()[:, None, :, :]  # (B, 1, 1, T): broadcast over heads and queries
+            attn_mask = keys if attn_mask is None else attn_mask & keys
 
         resnet, blocks, conv = self.down_blocks[0]
         h = self._attend(blocks, resnet(h, mask, time_emb), attn_mask)

@@ -188,24 +188,13 @@ class FlowModel(nn.Module):
         h = self.encoder(h, streaming=streaming)
         return self.encoder_proj(h).transpose(1, 2).contiguous()
 
-    @torch.inference_mode()
-    def inference(
-        self,
-        tokens: Tensor,
-        prompt_tokens: Tensor,
-        prompt_mel: Tensor,
-        embedding: Tensor,
-        n_steps: int,
-        estimator: EstimatorBackend | None = None,
-        streaming: bool = False,
-    ) -> Tensor:
-        """Mel of the new tokens, like the official non-streaming (finalize=True) call.
+    def check_inputs(
+        self, tokens: Tensor, prompt_tokens: Tensor, prompt_mel: Tensor, embedding: Tensor, n_steps: int
+    ) -> int:
+        """ValueError for anything :meth:`inference` cannot run; returns prompt + new mel frames.
 
-        tokens (1, L) int64 new tokens; prompt_tokens (1, Lp) int64; prompt_mel (1, ratio*Lp, 80);
-        embedding (1, 192) speaker x-vector; n_steps Euler steps (>= 1); estimator: backend for the
-        velocity field (default: this module's estimator in torch). ``streaming`` uses the chunk
-        attention masks of one streaming call over all tokens (torch estimator only).
-        Returns (1, 80, ratio*L) float32; the prompt frames are dropped.
+        Shapes as in :meth:`inference`. One host sync (the token-id range check), so fast
+        backends call this once per utterance, outside any captured region.
         """
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
@@ -228,6 +217,30 @@ class FlowModel(nn.Module):
                 f"prompt + new tokens give {total} mel frames; the flow handles at most {self.max_frames()} "
                 f"({self.max_frames() // ratio} tokens)"
             )
+        return total
+
+    @torch.inference_mode()
+    def inference(
+        self,
+        tokens: Tensor,
+        prompt_tokens: Tensor,
+        prompt_mel: Tensor,
+        embedding: Tensor,
+        n_steps: int,
+        estimator: EstimatorBackend | None = None,
+        streaming: bool = False,
+    ) -> Tensor:
+        """Mel of the new tokens, like the official non-streaming (finalize=True) call.
+
+        tokens (1, L) int64 new tokens; prompt_tokens (1, Lp) int64; prompt_mel (1, ratio*Lp, 80);
+        embedding (1, 192) speaker x-vector; n_steps Euler steps (>= 1); estimator: backend for the
+        velocity field (default: this module's estimator in torch). ``streaming`` uses the chunk
+        attention masks of one streaming call over all tokens (torch estimator only).
+        Returns (1, 80, ratio*L) float32; the prompt frames are dropped.
+        """
+        total = self.check_inputs(tokens, prompt_tokens, prompt_mel, embedding, n_steps)
+        ratio = self.cfg.token_mel_ratio
+        prompt_frames = ratio * prompt_tokens.shape[1]
         if streaming and estimator is not None:
             raise ValueError("streaming=True needs the torch estimator (other backends have no chunk masks)")
         dtype, device = self.compute_dtype, self.device

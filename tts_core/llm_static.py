@@ -115,7 +115,9 @@ def fuse_projections(lm: SpeechLM) -> list[_FusedLayer]:
     return fused
 
 
-def _single_query_attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor, group: int, scale: float) -> Tensor:
+def _single_query_attention(
+    q: Tensor, k: Tensor, v: Tensor, visible: Tensor, group: int, scale: float
+) -> Tensor:
     """Attention of one query token: q (1, heads, 1, d); k, v (1, kv, C, d); visible (C,) bool.
 
     Heads h = kv * group + g share kv head ``kv``, so the group folds into a query axis and no
@@ -186,7 +188,9 @@ class StaticDecoder:
         self._fused = fuse_projections(lm)
         # torch.compile fuses the many small elementwise kernels of a step (norms, rotary,
         # sampling); the compiled step is then captured in the same CUDA graph.
-        self._step = torch.compile(_decode_step, fullgraph=True, dynamic=False) if compile_step else _decode_step
+        self._step = (
+            torch.compile(_decode_step, fullgraph=True, dynamic=False) if compile_step else _decode_step
+        )
         self._states: OrderedDict[tuple[int, int, int], _DecodeState] = OrderedDict()
 
     def _state(self, capacity: int, params: SamplingParams) -> _DecodeState:
@@ -237,7 +241,9 @@ class StaticDecoder:
         needed = n_prefill + max_len
         capacity = next((c for c in CAPACITY_LADDER if c >= needed), None)
         if capacity is None:
-            raise ValueError(f"{needed} positions exceed the decoder's largest KV capacity {CAPACITY_LADDER[-1]}")
+            raise ValueError(
+                f"{needed} positions exceed the decoder's largest KV capacity {CAPACITY_LADDER[-1]}"
+            )
         st = self._state(capacity, params)
         device = st.tokens.device
 

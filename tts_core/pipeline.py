@@ -7,7 +7,6 @@ inference methods only compute.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
@@ -21,22 +20,23 @@ import torch.nn.functional as F
 
 from .constants import MAX_TEXT_CHARS
 from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize
-from .estimators import EstimatorBackend, TorchEstimator
-from .flow import FlowModel
+from .estimators import BACKEND_CHOICES
 from .frontend import SpeechFrontend
-from .llm import SpeechLM
-from .llm_static import StaticDecoder
 from .loading import LoadedModels, load_models
 from .model_dir import ModelDir, resolve_source, weights_digest
-from .options import SynthesisOptions, torch_dtype
+from .options import SynthesisOptions
 from .prompt import PromptFeatures
 from .results import GeneratedTokens, SynthesisResult, Timings
+from .runtime import ModelCopies
 from .text import TextTokenizer
 from .text_normalize import detect_language, normalize_text, split_sentences
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+WARMUP_TEXT_IDS = (1, 2, 3, 4)  # any valid text ids: warm-up output is discarded
+WARMUP_TOKENS = 8
+WARMUP_PROMPT_TOKENS = 25
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class PipelineInfo:
     model_dir: str
     device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"
     random_weights: bool  # a random-weight model (demo/tests): the audio is not speech
-    backend: str  # flow estimator backend
+    backend: str  # flow estimator backend of float32 ("torch", "torch-cudagraph", "tensorrt")
+    llm_backend: str  # "eager", "cuda-graph" or "cuda-graph-compiled"
     dtypes: tuple[str, ...]  # dtypes that run on this device
     missing_frontend: tuple[str, ...]  # frontend files absent from the model dir
 
@@ -60,29 +61,28 @@ class Pipeline:
         self,
         md: ModelDir,
         models: LoadedModels,
+        copies: ModelCopies,
         device: DeviceInfo,
-        backend: str,
         frontend: SpeechFrontend,
         tokenizer: TextTokenizer | None,
     ) -> None:
         self._md = md
         self._models = models
+        self._copies = copies
         self._device = device
-        self._backend = backend
         self._frontend = frontend
         self._tokenizer = tokenizer
         self._lock = threading.RLock()
-        self._cast: dict[str, tuple[SpeechLM, FlowModel]] = {"float32": (models.llm, models.flow)}
-        # On CUDA the LLM decodes through captured CUDA graphs (one decoder per dtype copy).
-        self._decoders: dict[str, StaticDecoder] = {}
         runnable = tuple(d for d in ("float32", "float16", "bfloat16") if resolve_dtype(device, d)[1] is None)
+        fp32 = copies.get("float32")
         self.info = PipelineInfo(
             model_id=md.model_id,
             model_hash=weights_digest(md),
             model_dir=str(md.root),
             device=device.label,
             random_weights=md.random_weights,
-            backend=backend,
+            backend=fp32.flow_backend.name,
+            llm_backend=fp32.llm_backend,
             dtypes=runnable,
             missing_frontend=tuple(md.missing_frontend()),
         )
@@ -115,7 +115,7 @@ class Pipeline:
         dtype_ran, warning = resolve_dtype(self._device, options.dtype)
         if warning:
             log.warning(warning)
-        decode = self._decoder_for(dtype_ran)
+        decode = self._copies.get(dtype_ran).generate
         zero_shot = prompt.mode == "zero_shot"
         prompt_text = prompt.text_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
         prompt_speech = prompt.speech_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
@@ -181,8 +181,8 @@ class Pipeline:
         if warning:
             warnings.append(warning)
             log.warning(warning)
-        _, flow = self._models_for(dtype_ran)
-        estimator = self._estimator(flow)
+        models = self._copies.get(dtype_ran)
+        flow, backend = models.flow, models.flow_backend
         dev = self._device.torch
         p_tokens = prompt.speech_tokens.to(dev).unsqueeze(0)
         p_mel = prompt.mel.to(dev).unsqueeze(0)
@@ -194,8 +194,8 @@ class Pipeline:
             for seg in segments:
                 synchronize(dev)
                 t0 = time.perf_counter()
-                mel = flow.inference(
-                    seg.to(dev).unsqueeze(0), p_tokens, p_mel, p_emb, options.flow_steps, estimator
+                mel = backend.run_flow(
+                    flow, seg.to(dev).unsqueeze(0), p_tokens, p_mel, p_emb, options.flow_steps
                 )
                 if options.speed != 1.0:
                     new_len = max(1, int(mel.shape[-1] / options.speed))
@@ -216,7 +216,7 @@ class Pipeline:
             timings=Timings(llm=llm_seconds, flow=flow_s, vocoder=vocoder_s),
             options=options,
             dtype_ran=dtype_ran,
-            backend=estimator.name,
+            backend=backend.name,
             device=self._device.label,
             warnings=tuple(warnings),
         )
@@ -262,6 +262,20 @@ class Pipeline:
             progress(1.0, "done")
         return result
 
+    def warmup(self, dtypes: Sequence[str], flow_steps: Sequence[int] = (10,)) -> None:
+        """Build the dtype copies and run every fast path once (torch.compile, CUDA-graph
+        capture, TensorRT engine build) so that the first listener does not wait for them."""
+        prompt = PromptFeatures.from_arrays(
+            [],
+            torch.zeros(WARMUP_PROMPT_TOKENS, dtype=torch.long),
+            torch.zeros(2 * WARMUP_PROMPT_TOKENS, 80),
+            torch.ones(192),
+        )
+        for dtype in dtypes:
+            for steps in flow_steps:
+                options = SynthesisOptions(dtype=dtype, flow_steps=steps, fixed_tokens=WARMUP_TOKENS)
+                self.synthesize(WARMUP_TEXT_IDS, prompt, options)
+
     # ------------------------------------------------------------------ internals
     def _require_tokenizer(self) -> TextTokenizer:
         if self._tokenizer is None:
@@ -271,34 +285,13 @@ class Pipeline:
             )
         return self._tokenizer
 
-    def _models_for(self, dtype: str) -> tuple[SpeechLM, FlowModel]:
-        """LLM and flow in ``dtype``; low-precision copies are made once and kept resident."""
-        with self._lock:
-            if dtype not in self._cast:
-                llm32, flow32 = self._cast["float32"]
-                target = torch_dtype(dtype)
-                self._cast[dtype] = (copy.deepcopy(llm32).to(target), copy.deepcopy(flow32).to(target))
-            return self._cast[dtype]
-
-    def _decoder_for(self, dtype: str):
-        """The LLM's generate function for ``dtype``: CUDA-graph decoding on CUDA, eager elsewhere."""
-        llm, _ = self._models_for(dtype)
-        if not self._device.is_cuda:
-            return llm.generate
-        with self._lock:
-            if dtype not in self._decoders:
-                self._decoders[dtype] = StaticDecoder(llm)
-            return self._decoders[dtype].generate
-
-    def _estimator(self, flow: FlowModel) -> EstimatorBackend:
-        return TorchEstimator(flow.decoder.estimator)
-
 
 def load_pipeline(
     source: str | os.PathLike[str],
     *,
     device: str | None = None,
     backend: str = "auto",
+    llm_backend: str = "auto",
     require_frontend: bool = False,
     preload_dtypes: Sequence[str] = (),
 ) -> Pipeline:
@@ -307,14 +300,17 @@ def load_pipeline(
     source: an official-layout model directory, or a ModelScope id (``iic/CosyVoice2-0.5B``),
         downloaded into the ModelScope cache on first use.
     device: "cpu", "cuda", "cuda:1" ...; default CUDA when available.
-    backend: flow estimator backend: "auto" (fastest available) or "torch".
+    backend: flow estimator backend: "auto" (TensorRT when it imports on CUDA, else CUDA graphs on
+        CUDA, else plain torch), "torch", "torch-cudagraph" or "tensorrt".
+    llm_backend: "auto" (compiled CUDA-graph decoding on CUDA, eager on CPU), "eager",
+        "cuda-graph" or "cuda-graph-compiled".
     require_frontend: raise when speech_tokenizer_v2.onnx / campplus.onnx / tokenizer files are
         missing. Otherwise a directory without them still loads (token-level work, parity tests)
         and the methods that need them raise an error naming the file.
-    preload_dtypes: dtypes whose weight copies are made now instead of on first use.
+    preload_dtypes: dtypes whose weight copies (and fast paths) are made now, not on first use.
     """
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"backend must be 'auto' or 'torch', got {backend!r}")
+    if backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
     md = resolve_source(source)
     missing = md.missing_frontend()
     if missing:
@@ -325,9 +321,10 @@ def load_pipeline(
         )
     dev = resolve_device(device)
     models = load_models(md, dev.torch)
+    copies = ModelCopies(models, dev, backend, llm_backend, md.estimator_onnx)
     frontend = SpeechFrontend(md.speech_tokenizer, md.campplus, dev.torch)
     tokenizer = TextTokenizer.from_dir(md.tokenizer_dir) if md.tokenizer_dir is not None else None
-    pipe = Pipeline(md, models, dev, "torch", frontend, tokenizer)
+    pipe = Pipeline(md, models, copies, dev, frontend, tokenizer)
     for name in preload_dtypes:
-        pipe._models_for(resolve_dtype(dev, name)[0])
+        copies.get(resolve_dtype(dev, name)[0])
     return pipe

@@ -1,0 +1,41 @@
+"""Rating widgets' choices and the one path from a listener's answer to a row in the ratings log."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from abapp.context import AppContext
+from abapp.state import PairState, RatingRefused, rating_row
+from eval.ratings import DuplicateRatingError
+from eval.ratings_schema import SCORE_LABELS
+
+# (label shown, value sent): 5 Excellent ... 1 Bad, best first as on a printed MOS sheet.
+SCORE_CHOICES = [(f"{score} · {SCORE_LABELS[score]}", score) for score in sorted(SCORE_LABELS, reverse=True)]
+PREFERENCE_CHOICES_AB = [("A", "first"), ("B", "second"), ("No preference", "none")]
+PREFERENCE_CHOICES_CLIPS = [("Clip 1", "first"), ("Clip 2", "second"), ("No preference", "none")]
+
+
+def save_rating(
+    ctx: AppContext,
+    pair: PairState | None,
+    listener_id: str | None,
+    session_id: str,
+    score_first: object,
+    score_second: object,
+    preferred_position: str | None,
+) -> tuple[PairState, str]:
+    """Append the judgement to the log; returns the pair marked as rated and a status line.
+
+    Raises :class:`RatingRefused` (a ValueError) when the rating cannot be taken: no listener id,
+    a clip not yet played, a missing score, or the trial already rated (in this session or, for
+    the same trial id, by any process writing the same file).
+    """
+    row = rating_row(
+        pair, listener_id, session_id, score_first, score_second, preferred_position, ctx.app_version
+    )
+    try:
+        written = ctx.store.append(row)
+    except DuplicateRatingError:
+        raise RatingRefused("this trial is already rated; it counts once") from None
+    rated = replace(pair, rated=True)
+    return rated, f"✅ Saved rating of trial `{written['trial_id']}` at {written['timestamp_utc']}."

@@ -1,0 +1,229 @@
+"""Results tab: MOS per configuration with intervals, the 5% non-inferiority verdict, downloads.
+
+The statistics are ``eval.report.summarize`` (two-way cluster bootstrap by listener and text);
+when that module cannot be imported the tab falls back to plain counts and says so. With an
+admin password set, nothing is computed or offered for download without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
+
+log = logging.getLogger(__name__)
+
+DOWNLOADS_DIRNAME = "cosyvoice2-ab-downloads"
+MARGIN = 0.05  # the project's criterion: MOS at most 5% below the baseline
+MODE_CHOICES = [("Blind trials only", "blind"), ("All (blind and playground)", "all")]
+TABLE_COLUMNS = [
+    "config",
+    "ratings",
+    "listeners",
+    "texts",
+    "MOS",
+    "95% CI",
+    "vs baseline",
+    "lower bound",
+    "verdict",
+]
+VERDICT_ICONS = {
+    "pass": "✅ pass",
+    "fail": "❌ fail",
+    "insufficient": "… not enough data",
+    "baseline": "baseline",
+}
+
+
+def _num(value: float | None, fmt: str = ".2f") -> str:
+    return "–" if value is None or not math.isfinite(value) else format(value, fmt)
+
+
+def _configs_in(rows: list[dict[str, str]]) -> list[str]:
+    counts = Counter(r[k] for r in rows for k in ("a_config", "b_config"))
+    return [c for c, _ in counts.most_common()]
+
+
+def counts_table(rows: list[dict[str, str]]) -> pd.DataFrame:
+    """Ratings, listeners and raw mean score per configuration (no statistics module needed)."""
+    scores: dict[str, list[int]] = defaultdict(list)
+    listeners: dict[str, set[str]] = defaultdict(set)
+    texts: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        for side in ("a", "b"):
+            config = r[f"{side}_config"]
+            scores[config].append(int(r[f"score_{side}"]))
+            listeners[config].add(r["listener_id"])
+            texts[config].add(r["text_id"])
+    return pd.DataFrame(
+        [
+            {
+                "config": c,
+                "ratings": len(s),
+                "listeners": len(listeners[c]),
+                "texts": len(texts[c]),
+                "mean score (no CI)": round(sum(s) / len(s), 3),
+            }
+            for c, s in sorted(scores.items())
+        ]
+    )
+
+
+def summary_frame(summary) -> pd.DataFrame:
+    rows = []
+    for c in summary.configs:
+        rows.append(
+            {
+                "config": c.config,
+                "ratings": c.n_ratings,
+                "listeners": c.n_listeners,
+                "texts": c.n_texts,
+                "MOS": _num(c.mos),
+                "95% CI": f"{_num(c.ci_low)} – {_num(c.ci_high)}" if math.isfinite(c.ci_low) else "–",
+                "vs baseline": "–" if c.verdict == "baseline" else f"{_num(100 * c.rel_change, '+.1f')}%",
+                "lower bound": _num(c.noninferiority_lower_bound, ".3f"),
+                "verdict": VERDICT_ICONS.get(c.verdict, c.verdict),
+            }
+        )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def preferences_markdown(summary) -> str:
+    lines = [
+        "| pair | n | prefer first | prefer second | no preference | sign test p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in summary.preferences:
+        share = lambda s: f"{100 * s.estimate:.0f}% ({100 * s.low:.0f}–{100 * s.high:.0f})"  # noqa: E731
+        lines.append(
+            f"| `{p.config_x}` vs `{p.config_y}` | {p.n} | {share(p.share_x)} | {share(p.share_y)} | "
+            f"{share(p.share_none)} | {_num(p.p_value, '.3f')} |"
+        )
+    return "\n".join(lines) if summary.preferences else "No preference votes yet."
+
+
+def _method_markdown(summary, methods: dict[str, str]) -> str:
+    keep = 1 - summary.margin
+    text = (
+        f"**Criterion:** a configuration passes when the one-sided {summary.confidence:.0%} lower confidence bound "
+        f"of MOS_config / MOS_baseline is above {keep:.2f} (at most {summary.margin:.0%} below `{summary.baseline}`).  \n"
+        f"**Method:** {methods['noninferiority']}. MOS intervals: {methods['mos_ci']}.  \n"
+        f"{summary.n_judgements} judgements · {summary.n_listeners} listeners · {summary.n_texts} texts"
+    )
+    if summary.warnings:
+        text += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in summary.warnings)
+    return text
+
+
+def _snapshot(ctx: AppContext, folder: Path) -> Path:
+    """A copy of the raw log for download (gradio serves files from its cache, not from /data)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = folder / f"ratings-{stamp}.csv"
+    shutil.copyfile(ctx.store.path, out)
+    return out
+
+
+def compute_results(ctx: AppContext, baseline: str | None, mode: str):
+    """(table, markdown, preferences markdown, figure, files, baseline dropdown update)."""
+    rows = ctx.store.rows()
+    if mode == "blind":
+        rows = [r for r in rows if r["mode"] == "blind"]
+    configs = _configs_in(rows)
+    plan = ctx.blind.plan
+    if baseline not in configs and plan is not None and plan.baseline in configs:
+        baseline = plan.baseline  # the active test's reference is the natural default
+    folder = fresh_temp_dir(DOWNLOADS_DIRNAME)
+    files = [_snapshot(ctx, folder)]
+    dropdown = gr.Dropdown(
+        choices=configs, value=baseline if baseline in configs else (configs[0] if configs else None)
+    )
+    if not rows:
+        return (
+            pd.DataFrame(columns=TABLE_COLUMNS),
+            "No ratings yet.",
+            "",
+            None,
+            [str(f) for f in files],
+            dropdown,
+        )
+    baseline = baseline if baseline in configs else configs[0]
+    try:
+        from eval import report, sheets
+    except ImportError as err:
+        log.warning("statistics unavailable: %s", err)
+        notice = (
+            f"⚠️ The statistics module (`eval/report.py`) is not available ({err}); "
+            "showing counts only, without confidence intervals or a verdict."
+        )
+        return counts_table(rows), notice, "", None, [str(f) for f in files], dropdown
+    summary = report.summarize(rows, baseline=baseline, margin=MARGIN, modes=None)
+    figure = report.plot_summary(summary)
+    files.append(
+        sheets.write_rating_sheet_csv(sheets.summary_table(summary), folder / "rating-sheet-summary.csv")
+    )
+    files.append(sheets.write_xlsx(summary, pd.DataFrame(rows), folder / "rating-sheet.xlsx"))
+    return (
+        summary_frame(summary),
+        _method_markdown(summary, report.METHODS),
+        preferences_markdown(summary),
+        figure,
+        [str(f) for f in files],
+        dropdown,
+    )
+
+
+def build_results(ctx: AppContext) -> None:
+    """Lay out the results inside the current ``gr.Tab`` and wire its events."""
+    if ctx.notice:
+        gr.Markdown(ctx.notice, elem_classes=["random-weights-notice"])
+    with gr.Row():
+        password = gr.Textbox(
+            label="Admin password",
+            type="password",
+            visible=bool(ctx.admin_password),
+            elem_id="results-password",
+        )
+        baseline = gr.Dropdown(
+            [], label="Baseline configuration", allow_custom_value=True, elem_id="results-baseline"
+        )
+        mode = gr.Radio(MODE_CHOICES, value="blind", label="Judgements")
+        refresh = gr.Button("Show results", variant="primary", elem_id="results-refresh")
+    table = gr.Dataframe(
+        pd.DataFrame(columns=TABLE_COLUMNS),
+        label="MOS per configuration",
+        interactive=False,
+        elem_id="results-table",
+    )
+    method = gr.Markdown(elem_id="results-method")
+    prefs = gr.Markdown(elem_id="results-preferences")
+    plot = gr.Plot(label="MOS, non-inferiority bounds and preferences")
+    downloads = gr.File(
+        label="Downloads: raw ratings CSV, rating sheet CSV and XLSX",
+        file_count="multiple",
+        interactive=False,
+        height=140,
+        elem_id="results-files",
+    )
+
+    @user_errors
+    def show(pw, base, which):
+        if not ctx.check_admin(pw):
+            raise ValueError("wrong admin password: the results are for the experimenter")
+        return compute_results(ctx, base, which)
+
+    run_with_buttons_disabled(
+        refresh.click,
+        [refresh],
+        show,
+        [password, baseline, mode],
+        [table, method, prefs, plot, downloads, baseline],
+        api_name="results",
+    )

@@ -1,0 +1,225 @@
+"""Playground work without the UI: read a voice prompt, render an A/B pair, describe the result.
+
+Every function raises ValueError with a message meant for the person at the browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from abapp.context import AppContext
+from abapp.state import PairState, Side
+from tts_core.constants import MAX_PROMPT_SECONDS, MAX_TEXT_CHARS, MIN_PROMPT_SECONDS
+from tts_core.options import SynthesisOptions
+
+FFMPEG_RATE = 24_000  # Hz: decoded rate of formats that go through ffmpeg
+FFMPEG_TIMEOUT_S = 30
+SILENCE_PEAK = 1e-3  # a prompt whose peak stays below this is treated as silent
+TOKEN_MODES = ("auto", "same", "separate")
+TOKEN_MODE_LABELS = (
+    ("Auto: same tokens when only flow steps differ", "auto"),
+    ("Same speech tokens for both (LLM of A; isolates the flow setting)", "same"),
+    ("Separate LLM runs (each side's dtype and seed)", "separate"),
+)
+PRESETS: dict[str, tuple[str, int]] = {
+    "baseline: float16 / 10 steps": ("float16", 10),
+    "fastest: bfloat16 / 5 steps": ("bfloat16", 5),
+    "highest quality: bfloat16 / 10 steps": ("bfloat16", 10),
+    "float16-compatible: float16 / 8 steps": ("float16", 8),
+    "reference: float32 / 10 steps": ("float32", 10),
+}
+UPLOAD_ID_PREFIX = "upload-"
+CUSTOM_TEXT_PREFIX = "custom-"
+
+Progress = Callable[[float, str], None]
+
+
+def read_prompt_audio(path: str | Path | None) -> tuple[np.ndarray, int]:
+    """(mono float32 audio, sample rate) of an uploaded or recorded prompt file, checked for use."""
+    if not path:
+        raise ValueError("choose a voice prompt from the list, or upload / record one")
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        audio, rate = _decode_with_ffmpeg(Path(str(path)))
+    audio = np.asarray(audio, dtype=np.float32)
+    seconds = len(audio) / rate if rate else 0.0
+    if not np.isfinite(audio).all():
+        raise ValueError("the voice prompt contains invalid samples (NaN or infinity)")
+    if seconds < MIN_PROMPT_SECONDS:
+        raise ValueError(
+            f"the voice prompt is only {seconds:.2f} s long; use 3-10 s of clear speech "
+            f"(at least {MIN_PROMPT_SECONDS:.0f} s)"
+        )
+    if seconds > MAX_PROMPT_SECONDS:
+        raise ValueError(f"the voice prompt is {seconds:.1f} s long; the limit is {MAX_PROMPT_SECONDS:.0f} s")
+    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
+        raise ValueError("the voice prompt is silent; record or upload 3-10 s of clear speech")
+    return audio, int(rate)
+
+
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """Formats libsndfile cannot read (m4a, webm recordings) through ffmpeg, as mono float32."""
+    unreadable = ValueError(f"could not read {path.name!r} as audio; upload a WAV, FLAC, OGG or MP3 file")
+    if shutil.which("ffmpeg") is None:
+        raise unreadable
+    cmd = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-nostdin",
+        "-i",
+        str(path),
+        "-f",
+        "f32le",
+        "-ac",
+        "1",
+        "-ar",
+        str(FFMPEG_RATE),
+        "pipe:1",
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise unreadable from None
+    if proc.returncode != 0 or not proc.stdout:
+        raise unreadable
+    return np.frombuffer(proc.stdout, dtype="<f4").copy(), FFMPEG_RATE
+
+
+def check_text(text: str | None) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("the text is empty: type a sentence to synthesise")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"the text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    return text
+
+
+def _whole_number(value: object, name: str, side: str) -> int:
+    try:
+        number = float(value)  # sliders and number boxes may send 5.0
+    except (TypeError, ValueError):
+        raise ValueError(f"configuration {side}: {name} must be a whole number, got {value!r}") from None
+    if not number.is_integer():
+        raise ValueError(f"configuration {side}: {name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def make_options(flow_steps: object, dtype: object, seed: object, side: str) -> SynthesisOptions:
+    """Options of one side from raw UI values (ValueError naming the side and the field)."""
+    steps = _whole_number(flow_steps, "flow steps", side)
+    seed_int = _whole_number(seed, "seed", side)
+    try:
+        return SynthesisOptions(flow_steps=steps, dtype=str(dtype), seed=seed_int)
+    except ValueError as err:
+        raise ValueError(f"configuration {side}: {err}") from None
+
+
+def text_id_for(ctx: AppContext, text: str) -> str:
+    for item in ctx.texts.values():
+        if item.text == text:
+            return item.id
+    return CUSTOM_TEXT_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def prompt_id_for(ctx: AppContext, path: str | Path) -> str:
+    """The manifest id when the file is a shipped prompt clip (same bytes), else ``upload-<hash>``."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    for asset in ctx.prompts.values():
+        if asset.sha256 == digest:
+            return asset.id
+    return UPLOAD_ID_PREFIX + digest[:12]
+
+
+def clip_hash(audio: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PairOutput:
+    pair: PairState
+    result_a: object  # SynthesisResult
+    result_b: object
+    shared_tokens: bool
+
+
+def render_pair(
+    ctx: AppContext,
+    text: str,
+    prompt_path: str,
+    transcript: str | None,
+    options_a: SynthesisOptions,
+    options_b: SynthesisOptions,
+    token_mode: str,
+    progress: Progress,
+) -> PairOutput:
+    """Synthesise A and B for one text and prompt; with shared tokens the LLM runs once (A's options)."""
+    if token_mode not in TOKEN_MODES:
+        raise ValueError(f"token mode must be one of {TOKEN_MODES}")
+    text = check_text(text)
+    progress(0.02, "reading the voice prompt")
+    audio, rate = read_prompt_audio(prompt_path)
+    prompt_id = prompt_id_for(ctx, prompt_path)
+    progress(0.08, "preparing the voice prompt")
+    prompt = ctx.prompt_features(audio, rate, (transcript or "").strip() or None)
+    only_flow_differs = options_a.replace(flow_steps=options_b.flow_steps) == options_b
+    shared = token_mode == "same" or (token_mode == "auto" and only_flow_differs)
+    pipe = ctx.pipeline
+    if shared:
+        progress(0.15, "A+B: speech tokens (LLM)")
+        tokens = pipe.generate_tokens(text, prompt, options_a)
+        progress(0.45, "A: flow + vocoder")
+        res_a = pipe.tokens_to_audio(tokens, prompt, options_a)
+        progress(0.72, "B: flow + vocoder")
+        res_b = pipe.tokens_to_audio(tokens, prompt, options_b)
+    else:
+        progress(0.15, "A: LLM, flow and vocoder")
+        res_a = pipe.synthesize(text, prompt, options_a)
+        progress(0.55, "B: LLM, flow and vocoder")
+        res_b = pipe.synthesize(text, prompt, options_b)
+    progress(0.95, "drawing spectrograms")
+    sides = [
+        Side(opts.flow_steps, res.dtype_ran, res.backend, opts.seed, clip_hash(res.audio))
+        for opts, res in ((options_a, res_a), (options_b, res_b))
+    ]
+    pair = PairState(
+        trial_id=f"pg-{uuid.uuid4().hex[:16]}",
+        mode="playground",
+        text_id=text_id_for(ctx, text),
+        text=text,
+        prompt_id=prompt_id,
+        a=sides[0],
+        b=sides[1],
+        shown_first="A",
+        model_id=pipe.info.model_id,
+        model_hash=pipe.info.model_hash,
+    )
+    return PairOutput(pair, res_a, res_b, shared)
+
+
+def result_markdown(name: str, result, options: SynthesisOptions, shared_tokens: bool) -> str:
+    """RTF, per-stage times and what actually ran, for one side."""
+    t = result.timings
+    lines = [
+        f"**{name}: {options.label()}** · seed {options.seed}",
+        f"RTF **{result.rtf:.3f}** ({result.duration:.2f} s of audio in {t.total:.2f} s)",
+        f"LLM {t.llm * 1000:.0f} ms · flow {t.flow * 1000:.0f} ms · vocoder {t.vocoder * 1000:.0f} ms",
+        f"ran: {result.dtype_ran} · {result.backend} · {result.device}",
+    ]
+    if shared_tokens:
+        lines.append("speech tokens shared with the other side (LLM time counted on both)")
+    lines.extend(f"⚠️ {w}" for w in result.warnings)
+    if result.dtype_ran != options.dtype:
+        lines.append(f"⚠️ asked for {options.dtype}, ran {result.dtype_ran}")
+    return "  \n".join(lines)

@@ -1,0 +1,97 @@
+"""The whole page: header, listener id (asked once per browser session) and the three tabs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from abapp import APP_VERSION
+from abapp.blind import build_blind
+from abapp.blind_runner import BlindTestRunner
+from abapp.context import RANDOM_WEIGHTS_NOTICE, AppContext, PromptCache, user_errors
+from abapp.playground import build_playground
+from abapp.results_tab import build_results
+from abapp.state import clean_listener_id
+from eval.ratings import RatingsStore
+from eval.trials import ClipBank, load_prompts, load_texts
+
+CSS = """
+.random-weights-notice { background: #fff4d6; border: 1px solid #e0b000; border-radius: 6px; padding: 4px 12px; }
+.random-weights-notice p { color: #5a4500 !important; }
+"""
+
+
+def make_context(
+    pipeline,
+    store: RatingsStore,
+    data_dir: Path,
+    admin_password: str | None = None,
+    app_version: str = APP_VERSION,
+) -> AppContext:
+    """Everything the handlers share, from the loaded pipeline and the ratings store."""
+    texts, prompts = load_texts(), load_prompts()
+    runner = BlindTestRunner(pipeline, ClipBank(Path(data_dir) / "clips"), texts, prompts, Path(data_dir))
+    return AppContext(
+        pipeline=pipeline,
+        store=store,
+        texts=texts,
+        prompts=prompts,
+        blind=runner,
+        prompt_cache=PromptCache(),
+        admin_password=admin_password or None,
+        app_version=app_version,
+        notice=RANDOM_WEIGHTS_NOTICE if pipeline.info.random_weights else "",
+    )
+
+
+def _header(ctx: AppContext) -> str:
+    info = ctx.pipeline.info
+    return (
+        "# Does a faster CosyVoice2 still sound as good?\n"
+        f"Model `{info.model_id}` (hash `{info.model_hash}`) on **{info.device}** · flow backend `{info.backend}` · "
+        f"dtypes here: {', '.join(info.dtypes)} · ratings go to `{ctx.store.path.name}` · app {ctx.app_version}"
+    )
+
+
+def build_blocks(ctx: AppContext) -> gr.Blocks:
+    """The Blocks app. All per-listener state is in ``gr.State``; ``ctx`` holds shared resources only."""
+    with gr.Blocks(title="CosyVoice2 A/B listening test", analytics_enabled=False) as demo:
+        gr.Markdown(_header(ctx))
+        listener = gr.State(None)
+        with gr.Row(equal_height=True):
+            listener_box = gr.Textbox(
+                label="Your listener id (asked once per browser session)",
+                scale=3,
+                placeholder="e.g. your initials or the code you were given",
+                elem_id="listener-id",
+            )
+            listener_set = gr.Button("Set listener id", scale=1, elem_id="listener-set")
+        with gr.Tabs():
+            with gr.Tab("Playground", id="playground"):
+                build_playground(ctx, listener)
+            with gr.Tab("Blind test", id="blind"):
+                build_blind(ctx, listener)
+            with gr.Tab("Results", id="results"):
+                build_results(ctx)
+
+        @user_errors
+        def set_listener(raw: str):
+            listener_id = clean_listener_id(raw)
+            return (
+                listener_id,
+                gr.Textbox(value=listener_id, interactive=False),
+                gr.Button(value=f"Listening as {listener_id}", interactive=False),
+            )
+
+        listener_box.submit(
+            set_listener,
+            listener_box,
+            [listener, listener_box, listener_set],
+            api_name="set_listener_enter",
+            api_visibility="private",
+        )
+        listener_set.click(
+            set_listener, listener_box, [listener, listener_box, listener_set], api_name="set_listener"
+        )
+    return demo

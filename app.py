@@ -1,0 +1,133 @@
+"""A/B listening app for CosyVoice2: playground, blind listening test, results, ratings CSV.
+
+    python app.py                           # iic/CosyVoice2-0.5B from ModelScope (demo model if offline)
+    python app.py --model_dir /path/to/CosyVoice2-0.5B
+    python app.py --demo --port 7860        # tiny random-weight model: not speech, runs anywhere
+
+The pipeline is loaded once, before the UI serves. Ratings go to ``--ratings`` (default
+``data/ratings.csv``, or ``/data/cosyvoice2-ab/ratings.csv`` on a Hugging Face Space with
+persistent storage). The Results tab and the experimenter controls need ``--admin-password``
+(or the environment variable ``AB_ADMIN_PASSWORD``) when one is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_MODEL_ID = "iic/CosyVoice2-0.5B"
+ADMIN_PASSWORD_ENV = "AB_ADMIN_PASSWORD"
+SPACE_PERSISTENT_DIR = Path("/data")  # mounted by Hugging Face Spaces with persistent storage
+SPACE_SUBDIR = "cosyvoice2-ab"
+DEFAULT_PORT = 7860
+
+log = logging.getLogger("app")
+
+
+def default_data_dir() -> Path:
+    """The Space's persistent storage when mounted and writable, else ``./data`` beside this file."""
+    if SPACE_PERSISTENT_DIR.is_dir() and os.access(SPACE_PERSISTENT_DIR, os.W_OK):
+        return SPACE_PERSISTENT_DIR / SPACE_SUBDIR
+    return ROOT / "data"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model_dir", type=Path, help="an official-layout CosyVoice2 model directory")
+    source.add_argument("--model_id", default=None, help=f"ModelScope id (default {DEFAULT_MODEL_ID})")
+    source.add_argument(
+        "--demo", action="store_true", help="the built-in tiny random-weight model (not speech)"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    # A Hugging Face Space sets GRADIO_SERVER_NAME=0.0.0.0; locally the app stays on loopback.
+    parser.add_argument(
+        "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on"
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)))
+    parser.add_argument("--ratings", type=Path, default=None, help="ratings CSV (default DATA/ratings.csv)")
+    parser.add_argument(
+        "--data_dir", type=Path, default=None, help="clip bank and active plan (default ./data)"
+    )
+    parser.add_argument(
+        "--admin-password",
+        dest="admin_password",
+        default=os.environ.get(ADMIN_PASSWORD_ENV),
+        help=f"protects results and experimenter controls (or ${ADMIN_PASSWORD_ENV})",
+    )
+    return parser
+
+
+def load_model(args: argparse.Namespace):
+    """The pipeline of the requested source; offline without an explicit source -> the demo model."""
+    from tts_core import load_pipeline
+    from tts_core.factory import demo_model_dir
+
+    if args.demo:
+        return load_pipeline(demo_model_dir(), device=args.device)
+    if args.model_dir is not None:
+        return load_pipeline(args.model_dir, device=args.device, require_frontend=True)
+    model_id = args.model_id or DEFAULT_MODEL_ID
+    try:
+        return load_pipeline(model_id, device=args.device, require_frontend=True)
+    except (ValueError, RuntimeError, OSError) as err:
+        if args.model_id is not None:  # asked for explicitly: do not hide the failure
+            raise
+        log.warning("could not load %s (%s); falling back to the random-weight demo model", model_id, err)
+        return load_pipeline(demo_model_dir(), device=args.device)
+
+
+def build_ui(pipeline, store, data_dir: Path, admin_password: str | None = None):
+    """``gr.Blocks`` of the app for a loaded pipeline and a :class:`eval.ratings.RatingsStore`."""
+    from abapp.ui import build_blocks, make_context
+
+    return build_blocks(make_context(pipeline, store, data_dir, admin_password))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(argv)
+    data_dir = (args.data_dir or default_data_dir()).resolve()
+    ratings_path = (args.ratings or data_dir / "ratings.csv").resolve()
+
+    from eval.ratings import RatingsFileError, RatingsStore
+
+    try:
+        store = RatingsStore(ratings_path)
+    except (RatingsFileError, OSError) as err:
+        print(f"error: cannot use the ratings file: {err}", file=sys.stderr)
+        return 2
+    try:
+        pipeline = load_model(args)
+    except (ValueError, RuntimeError, OSError) as err:
+        print(f"error: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    info = pipeline.info
+    log.info("model %s (%s) on %s; ratings -> %s", info.model_id, info.model_hash, info.device, ratings_path)
+    if info.random_weights:
+        log.warning("random-weight demo model: the audio is not speech")
+
+    from abapp.ui import CSS
+
+    demo = build_ui(pipeline, store, data_dir, args.admin_password)
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        css=CSS,
+        allowed_paths=[str(ROOT / "assets" / "prompts")],  # the shipped prompt clips shown in the player
+        show_error=False,
+        footer_links=["api"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""App pieces without a server: rating rules, listener ids, prompt checks, options, plots, results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from abapp.results_tab import counts_table
+from abapp.spectrogram import pair_figure
+from abapp.state import PairState, RatingRefused, Side, clean_listener_id, rating_row
+from abapp.synthesis import check_text, make_options, read_prompt_audio
+from eval.ratings import RatingsStore, format_row
+from tts_core.constants import MAX_TEXT_CHARS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pair(shown_first: str = "B", played=frozenset({"first", "second"}), rated: bool = False) -> PairState:
+    return PairState(
+        trial_id="t1",
+        mode="blind",
+        text_id="en_01",
+        text="Hello, world.",
+        prompt_id="en_flite_slt",
+        a=Side(10, "float16", "torch", 0, "aaaa"),
+        b=Side(5, "bfloat16", "torch", 0, "bbbb"),
+        shown_first=shown_first,
+        model_id="m",
+        model_hash="h",
+        played=frozenset(played),
+        rated=rated,
+    )
+
+
+def test_screen_positions_map_to_configurations() -> None:
+    # B is shown first: clip 1 is B. Scores and preference must land on the right configuration.
+    row = rating_row(
+        pair("B"), "alice", "s", score_first=2, score_second=5, preferred_position="second", app_version="x"
+    )
+    assert (row["score_a"], row["score_b"], row["preference"], row["shown_first"]) == (5, 2, "A", "B")
+    assert row["a_config"] == "float16-n10" and row["b_config"] == "bfloat16-n5"
+    row = rating_row(pair("A"), "alice", "s", 2, 5, "second", "x")
+    assert (row["score_a"], row["score_b"], row["preference"]) == (2, 5, "B")
+    assert rating_row(pair("A"), "alice", "s", "3", "4", "none", "x")["preference"] == "none"
+    format_row(row)  # the store accepts it as is
+
+
+@pytest.mark.parametrize(
+    "state, listener, scores, pref, message",
+    [
+        (None, "alice", (3, 3), "none", "no pair"),
+        (pair(), None, (3, 3), "none", "listener id"),
+        (pair(played={"first"}), "alice", (3, 3), "none", "clip 2"),
+        (pair(played=set()), "alice", (3, 3), "none", "clip 1 and 2"),
+        (pair(rated=True), "alice", (3, 3), "none", "already rated"),
+        (pair(), "alice", (None, 3), "none", "clip 1 a score"),
+        (pair(), "alice", (3, 6), "none", "1-5"),
+        (pair(), "alice", (3, 3), None, "preference"),
+    ],
+)
+def test_refusals(state, listener, scores, pref, message) -> None:
+    with pytest.raises(RatingRefused, match=message):
+        rating_row(state, listener, "s", *scores, pref, "x")
+
+
+def test_with_played_and_reveal() -> None:
+    p = pair("B", played=set()).with_played("second")
+    assert p.played == {"second"}
+    with pytest.raises(ValueError):
+        p.with_played("third")
+    assert p.reveal().startswith("Clip 1 was **B: bfloat16-n5**")
+
+
+def test_listener_ids() -> None:
+    assert clean_listener_id("  Ann   Lee ") == "Ann Lee"
+    for bad in ("", "   ", None, "x" * 65, "a\x00b"):
+        with pytest.raises(ValueError):
+            clean_listener_id(bad)
+
+
+def test_prompt_audio_checks(tmp_path: Path) -> None:
+    ok = ROOT / "assets" / "prompts" / "en_flite_slt.wav"
+    audio, rate = read_prompt_audio(ok)
+    assert rate == 22_050 and audio.dtype == np.float32 and audio.ndim == 1
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([audio, audio], axis=1), rate)
+    assert read_prompt_audio(stereo)[0].shape == audio.shape
+    silent, short, text = tmp_path / "silent.wav", tmp_path / "short.wav", tmp_path / "notes.wav"
+    sf.write(silent, np.zeros(3 * 16_000, dtype=np.float32), 16_000)
+    sf.write(short, 0.3 * np.sin(np.arange(3_200) / 4.0), 16_000)
+    text.write_text("not audio at all")
+    for path, message in ((silent, "silent"), (short, "0.20 s"), (text, "as audio"), (None, "voice prompt")):
+        with pytest.raises(ValueError, match=message):
+            read_prompt_audio(path)
+
+
+def test_text_and_option_checks() -> None:
+    assert check_text("  hi ") == "hi"
+    with pytest.raises(ValueError, match="empty"):
+        check_text("   ")
+    with pytest.raises(ValueError, match=str(MAX_TEXT_CHARS)):
+        check_text("a" * 10_000)
+    opts = make_options(5.0, "bfloat16", 3, "B")
+    assert (opts.flow_steps, opts.dtype, opts.seed) == (5, "bfloat16", 3)
+    for args, message in (
+        ((0, "float32", 0), "flow_steps"),
+        ((2.5, "float32", 0), "whole"),
+        ((5, "int8", 0), "dtype"),
+        ((5, "float32", None), "seed"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make_options(*args, "A")
+
+
+def test_pair_figure_shares_colour_scale_and_labels_axes() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mel_a = torch.randn(80, 100, generator=gen) - 5.0
+    mel_b = torch.randn(80, 120, generator=gen)  # louder and longer: the scale must cover both
+    fig = pair_figure(mel_a, mel_b)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 3
+    assert images[0].get_clim() == images[1].get_clim()
+    both = np.concatenate([mel_a.numpy().ravel(), mel_b.numpy().ravel()])
+    assert images[0].get_clim()[0] < np.median(mel_a.numpy()) and images[0].get_clim()[1] > np.median(
+        mel_b.numpy()
+    )
+    assert images[0].get_clim()[0] >= both.min()
+    low, high = images[2].get_clim()
+    assert low == -high  # symmetric difference scale
+    np.testing.assert_allclose(images[2].get_array(), (mel_b[:, :100] - mel_a).numpy(), rtol=1e-6)
+    plot_axes = [ax for ax in fig.axes if ax.images]
+    assert all(ax.get_ylabel() == "mel bin" for ax in plot_axes)
+    assert plot_axes[-1].get_xlabel() == "time (s)"
+    assert plot_axes[1].get_xlim()[1] == pytest.approx(120 * 0.02)  # 50 frames per second
+
+
+def test_counts_table_from_store(tmp_path: Path) -> None:
+    from tests.test_ratings_store import judgement
+
+    store = RatingsStore(tmp_path / "r.csv")
+    store.append({**judgement("t1"), "score_a": 5, "score_b": 2})
+    store.append({**judgement("t2", listener="bob"), "score_a": 4, "score_b": 3})
+    table = counts_table(store.rows()).set_index("config")
+    assert table.loc["float16-n10", "ratings"] == 2 and table.loc["float16-n10", "listeners"] == 2
+    assert table.loc["float16-n10", "mean score (no CI)"] == 4.5
+    assert table.loc["bfloat16-n5", "mean score (no CI)"] == 2.5
