@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(ADMIN_PASSWORD_ENV),
         help=f"protects results and experimenter controls (or ${ADMIN_PASSWORD_ENV})",
     )
+    parser.add_argument(
+        "--no-warmup",
+        dest="no_warmup",
+        action="store_true",
+        help="on a GPU, skip compiling/capturing the fast paths at start (the first request pays instead)",
+    )
     return parser
 
 
@@ -113,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("model %s (%s) on %s; ratings -> %s", info.model_id, info.model_hash, info.device, ratings_path)
     if info.random_weights:
         log.warning("random-weight demo model: the audio is not speech")
+    if info.device.startswith("cuda") and not args.no_warmup:
+        # Compile/capture the fast GPU paths now (about a minute per dtype on first start), so
+        # that no listener waits for them; the presets use all three dtypes.
+        log.info("warming up the GPU paths for %s", ", ".join(info.dtypes))
+        pipeline.warmup(info.dtypes, flow_steps=(5, 10))
 
     from abapp.ui import CSS
 

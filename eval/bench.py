@@ -290,6 +290,7 @@ def run_benchmark(
     runs: int,
     warmup: int,
     fixed_tokens: int | None,
+    llm_backend: str = "auto",
 ) -> tuple[list[dict], list[RunRecord], dict]:
     """Time every configuration; returns (per-config summaries, per-run records, pipeline info)."""
     from tqdm import tqdm
@@ -306,7 +307,7 @@ def run_benchmark(
     backends = list(dict.fromkeys(c.backend for c in configs))
     bar = tqdm(total=len(configs) * (warmup + runs), desc="bench", unit="run")
     for backend in backends:
-        pipe = load_pipeline(source, device=device, backend=backend)
+        pipe = load_pipeline(source, device=device, backend=backend, llm_backend=llm_backend)
         info = asdict(pipe.info)
         prompt = pipe.prepare_prompt(audio, rate, asset.transcript)
         probe = MemoryProbe(cuda_index(pipe.info.device))
@@ -443,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend", nargs="+", default=["auto"], help="flow backends, passed to load_pipeline"
     )
+    parser.add_argument(
+        "--llm_backend",
+        default="auto",
+        choices=["auto", "eager", "cuda-graph", "cuda-graph-compiled"],
+        help="LLM decode path, passed to load_pipeline",
+    )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per configuration")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs per configuration")
     parser.add_argument(
@@ -494,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs=args.runs,
             warmup=args.warmup,
             fixed_tokens=fixed,
+            llm_backend=args.llm_backend,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -510,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dtypes": args.dtype,
         "backends_requested": args.backend,
         "backends_ran": sorted({c["backend_ran"] for c in summaries}),
+        "llm_backend": info["llm_backend"],
         "n_tokens_note": f"{fixed} forced tokens per sentence" if fixed else "natural stop",
         "method": "every timed run generates its own tokens and renders them; stage times are the "
         "core's device-synchronised timings; speed-up = RTF_first / RTF of medians",

@@ -36,6 +36,9 @@ from .sampling import SamplingParams, draw_uniforms, ras_sample
 CAPACITY_LADDER = (1024, 4096, 16384)
 MAX_STATES = 6  # captured graphs kept (LRU); each holds a KV cache and a memory pool
 WARMUP_STEPS = 2  # eager steps on a side stream before capture (lazy CUDA init, cuBLAS handles)
+# Decode steps per captured graph: one replay then makes this many tokens, which spreads the
+# host's per-replay cost. Steps past the last wanted token are harmless (their tokens are cut).
+STEPS_PER_GRAPH = 4
 
 
 @dataclass
@@ -217,7 +220,8 @@ class StaticDecoder:
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph):
-            self._step(self.lm, st, params, self._fused)
+            for _ in range(STEPS_PER_GRAPH):
+                self._step(self.lm, st, params, self._fused)
         st.graph = graph
 
     @torch.inference_mode()
@@ -238,7 +242,7 @@ class StaticDecoder:
         lm = self.lm
         embeds = lm.prefill_embeddings(text_ids.long(), prompt_text_ids.long(), prompt_speech_tokens.long())
         n_prefill = embeds.shape[1]
-        needed = n_prefill + max_len
+        needed = n_prefill + max_len + STEPS_PER_GRAPH  # a last replay may run past max_len
         capacity = next((c for c in CAPACITY_LADDER if c >= needed), None)
         if capacity is None:
             raise ValueError(
@@ -259,14 +263,17 @@ class StaticDecoder:
         st.top_p.fill_(params.top_p)
         st.tau_r.fill_(params.tau_r)
 
-        n_done = max_len
-        for step in range(max_len):
+        per_call = STEPS_PER_GRAPH if st.graph is not None else 1
+        check_every = max(1, stop_check_every // per_call)  # in calls
+        n_done, made, calls = max_len, 0, 0
+        while made < max_len:
             if st.graph is not None:
                 st.graph.replay()
             else:
                 self._step(lm, st, params, self._fused)
-            if (step + 1) % stop_check_every == 0 or step + 1 == max_len:
-                stops = (st.tokens[: step + 1] >= lm.cfg.speech_token_size).nonzero()
+            made, calls = min(made + per_call, max_len), calls + 1
+            if calls % check_every == 0 or made == max_len:
+                stops = (st.tokens[:made] >= lm.cfg.speech_token_size).nonzero()
                 if stops.numel():
                     n_done = int(stops[0, 0])
                     break
