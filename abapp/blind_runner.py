@@ -19,18 +19,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from eval.trials import (
-    Clip,
-    ClipBank,
-    PromptAsset,
-    TestPlan,
-    TextItem,
-    Trial,
-    assign_trials,
-    build_bank,
-    load_plan,
-    stimulus_keys,
-)
+from eval.clipbank import Clip, ClipBank, build_bank, stimulus_keys
+from eval.trials import PromptAsset, TestPlan, TextItem, Trial, assign_trials, load_plan
 
 log = logging.getLogger(__name__)
 

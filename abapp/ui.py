@@ -13,8 +13,9 @@ from abapp.context import RANDOM_WEIGHTS_NOTICE, AppContext, PromptCache, user_e
 from abapp.playground import build_playground
 from abapp.results_tab import build_results
 from abapp.state import clean_listener_id
+from eval.clipbank import ClipBank
 from eval.ratings import RatingsStore
-from eval.trials import ClipBank, load_prompts, load_texts
+from eval.trials import load_prompts, load_texts
 
 CSS = """
 .random-weights-notice { background: #fff4d6; border: 1px solid #e0b000; border-radius: 6px; padding: 4px 12px; }

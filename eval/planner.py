@@ -11,14 +11,15 @@ latent scale that is then rounded and clipped to the 1..5 buttons (``discrete=Tr
 ``mu_base``/``mu_v`` are chosen so that the EXPECTED observed MOS is ``base_mos`` and
 ``(1 - true_drop) * base_mos`` (rounding and clipping included). Each listener judges every text
 once. Power is the share of simulated tests that pass, where the test is exactly
-:func:`eval.stats.noninferiority_test` (two-way cluster bootstrap), so its conservativeness is
-priced in. A normal approximation ranks the candidate designs first, so that only a few of them
-are simulated.
+:func:`eval.stats.noninferiority_test` with the chosen ``method``: the two-way cluster bootstrap
+(default; its conservativeness is priced in) or the analytic two-way cluster-robust variance
+(``"cgm"``, which counts the residual once and so needs fewer judgements). A normal approximation
+ranks the candidate designs first, so that only a few of them are simulated.
 
 Command line (spread given directly or estimated from a pilot ratings log)::
 
     python -m eval.planner --listener-sd 0.5 --text-sd 0.3 --residual-sd 0.7 --drop 0.02 --power 0.8
-    python -m eval.planner --pilot pilot.csv --base-mos 4.1 --drop 0.02
+    python -m eval.planner --pilot pilot.csv --base-mos 4.1 --drop 0.02 [--method cgm]
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class SampleSizePlan:
     target_power: float
     recommended: DesignPower | None  # None when no design of the grid reached the target
     evaluated: tuple[DesignPower, ...]
+    method: str = stats.METHOD_BOOTSTRAP  # the test whose power was simulated
 
 
 def expected_discrete_mos(latent_mean: float, sd: float) -> float:
@@ -156,22 +158,29 @@ def approx_power(
     n_texts: int,
     discrete: bool = True,
     confidence: float = stats.CONFIDENCE,
+    method: str = stats.METHOD_BOOTSTRAP,
 ) -> float:
-    """Normal approximation of the power of the bootstrap test (ignores clipping).
+    """Normal approximation of the power of the test (ignores clipping).
 
     With k = 1 - m, D = score_v - k * score_base has listener variance m^2 sl^2 + sd^2, text
-    variance m^2 st^2 and residual variance (1 + k^2) se^2. The test's spread is that of the
-    bootstrap (residual counted BOOTSTRAP_RESIDUAL_FACTOR times), the estimate's spread the true one.
+    variance m^2 st^2 and residual variance (1 + k^2) se^2. The estimate's spread is the true one;
+    the test's spread is that of the bootstrap (residual counted BOOTSTRAP_RESIDUAL_FACTOR times,
+    normal quantile) or, for "cgm", the true one with the t quantile of min(L, T) - 1 df.
     """
+    stats.check_method(method)
     c, k, n = components, 1.0 - margin, n_listeners * n_texts
     resid = c.residual_sd**2 + (ROUNDING_VARIANCE if discrete else 0.0)
     between = (margin**2 * c.listener_sd**2 + c.listener_drop_sd**2) / n_listeners
     between += margin**2 * c.text_sd**2 / n_texts
     var_true = between + (1 + k**2) * resid / n
-    var_boot = between + BOOTSTRAP_RESIDUAL_FACTOR * (1 + k**2) * resid / n
     mean_d = base_mos * (margin - true_drop)
-    z = sps.norm.ppf(confidence)
-    return float(sps.norm.cdf((mean_d - z * math.sqrt(var_boot)) / math.sqrt(var_true)))
+    if method == stats.METHOD_CGM:
+        var_test = var_true
+        quantile = sps.t.ppf(confidence, min(n_listeners, n_texts) - 1)
+    else:
+        var_test = between + BOOTSTRAP_RESIDUAL_FACTOR * (1 + k**2) * resid / n
+        quantile = sps.norm.ppf(confidence)
+    return float(sps.norm.cdf((mean_d - quantile * math.sqrt(var_test)) / math.sqrt(var_true)))
 
 
 def simulate_power(
@@ -187,9 +196,11 @@ def simulate_power(
     discrete: bool = True,
     confidence: float = stats.CONFIDENCE,
     seed: int = 0,
+    method: str = stats.METHOD_BOOTSTRAP,
 ) -> float:
     """Share of ``n_sims`` simulated tests (see :func:`simulate_paired`) whose verdict is "pass"."""
     _check_plan_args(base_mos, true_drop, margin)
+    stats.check_method(method)
     rng = stats.derived_rng(seed, "power", f"{n_listeners}x{n_texts}")
     passes = 0
     for _ in range(n_sims):
@@ -210,6 +221,7 @@ def simulate_power(
             rng=rng,
             confidence=confidence,
             n_boot=n_boot,
+            method=method,
         )
         passes += result.verdict == stats.VERDICT_PASS
     return passes / n_sims
@@ -229,15 +241,18 @@ def plan_sample_size(
     discrete: bool = True,
     confidence: float = stats.CONFIDENCE,
     seed: int = 0,
+    method: str = stats.METHOD_BOOTSTRAP,
 ) -> SampleSizePlan:
     """Walk the listener x text grid from the fewest judgements up; simulate promising designs.
 
     A design is simulated when its approximate power is within APPROX_SLACK of the target; the
     first whose simulated power reaches ``target_power`` is recommended. At most
-    MAX_SIMULATED_DESIGNS designs are simulated. NOTE: a simulated power carries Monte Carlo
-    error of about sqrt(p (1 - p) / n_sims) (+-0.03 at 200 simulations near p = 0.8).
+    MAX_SIMULATED_DESIGNS designs are simulated. ``method`` is the test's (eval.stats.CI_METHODS;
+    ``n_boot`` is unused for "cgm"). NOTE: a simulated power carries Monte Carlo error of about
+    sqrt(p (1 - p) / n_sims) (+-0.03 at 200 simulations near p = 0.8).
     """
     _check_plan_args(base_mos, true_drop, margin)
+    stats.check_method(method)
     if not 0.0 < target_power < 1.0:
         raise ValueError(f"target_power must be in (0, 1), got {target_power}")
     if true_drop >= margin:
@@ -258,6 +273,7 @@ def plan_sample_size(
             n_texts=n_t,
             discrete=discrete,
             confidence=confidence,
+            method=method,
         )
         power = float("nan")
         if approx >= target_power - APPROX_SLACK and n_simulated < MAX_SIMULATED_DESIGNS:
@@ -274,6 +290,7 @@ def plan_sample_size(
                 discrete=discrete,
                 confidence=confidence,
                 seed=seed,
+                method=method,
             )
         design = DesignPower(n_l, n_t, n_l * n_t, approx, power, n_sims if math.isfinite(power) else 0)
         evaluated.append(design)
@@ -281,7 +298,7 @@ def plan_sample_size(
             recommended = design
             break
     return SampleSizePlan(
-        components, base_mos, true_drop, margin, target_power, recommended, tuple(evaluated)
+        components, base_mos, true_drop, margin, target_power, recommended, tuple(evaluated), method
     )
 
 
@@ -342,7 +359,7 @@ def format_plan(plan: SampleSizePlan) -> str:
     lines = [
         f"spread: listener sd {c.listener_sd:.3f}, text sd {c.text_sd:.3f}, residual sd {c.residual_sd:.3f}, "
         f"listener drop sd {c.listener_drop_sd:.3f}; base MOS {plan.base_mos}, true drop {plan.true_drop:.1%}, "
-        f"margin {plan.margin:.1%}, target power {plan.target_power:.0%}",
+        f"margin {plan.margin:.1%}, target power {plan.target_power:.0%}; test: {plan.method}",
         f"{'listeners':>9} {'texts':>5} {'judgements':>10} {'approx':>7} {'simulated':>9}",
     ]
     for d in plan.evaluated:
@@ -381,6 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, nargs="+", default=list(DEFAULT_TEXT_GRID))
     parser.add_argument("--sims", type=int, default=DEFAULT_N_SIMS, help="simulated tests per design")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--method",
+        choices=stats.CI_METHODS,
+        default=stats.METHOD_BOOTSTRAP,
+        help="the test to plan for: two-way cluster bootstrap (default) or analytic CGM variance",
+    )
     args = parser.parse_args(argv)
     try:
         if args.pilot:
@@ -401,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             text_grid=tuple(args.texts),
             n_sims=args.sims,
             seed=args.seed,
+            method=args.method,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

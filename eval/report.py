@@ -4,23 +4,34 @@ Command line::
 
     python -m eval.report RATINGS.csv --baseline float16-n10 --margin 0.05 [--anchor float32-n1]
         [--json OUT.json] [--xlsx OUT.xlsx] [--csv OUT.csv] [--plot OUT.png] [--seed N]
-        [--bootstrap N] [--confidence 0.95] [--mode blind]
+        [--method bootstrap|cgm] [--bootstrap N] [--confidence 0.95] [--mode blind]
 
 prints a table and writes the requested files. A file that is not a valid ratings log, or an
 unknown --baseline/--anchor, gives a one-line error and exit code 2 (no traceback).
 
-The app's Results tab calls :func:`summarize` and :func:`plot_summary` directly.
+The app's Results tab calls :func:`summarize` and :func:`plot_summary` directly (default method).
+
+``--method`` picks how the clustered intervals and the non-inferiority bound are computed (the JSON
+records it as ``method``, with a description of each statistic under ``methods``):
+``bootstrap`` (default) is the two-way cluster (pigeonhole) bootstrap of eval/stats.py, conservative
+(it counts the residual variance about three times); ``cgm`` is the analytic two-way cluster-robust
+variance of Cameron, Gelbach & Miller (2011), eval/cgm.py, with Student t bounds
+(df = min(listeners, texts) - 1). ``n_boot`` is null for ``cgm``.
 
 JSON fields per configuration (``configs`` list, baseline first):
 ``config, n_ratings, n_listeners, n_texts, mos`` (mean of all its scores), ``ci_low, ci_high``
-(two-way cluster bootstrap, two-sided), ``naive_ci_low, naive_ci_high`` (t-interval, ratings
+(two-way clustered, two-sided), ``naive_ci_low, naive_ci_high`` (t-interval, ratings
 independent), ``rel_change`` (mos / mos_baseline - 1, from the table's MOS values),
 ``comparison`` ("paired" | "unpaired"), ``n_compared``, ``ratio`` (mean_v / mean_base on the
-compared judgements), ``noninferiority_lower_bound`` (one-sided lower confidence bound of that
-ratio; pass iff > 1 - margin), ``d_mean, d_lower_bound`` (the same test as
-D = score_v - (1 - margin) * score_base; pass iff d_lower_bound > 0), ``verdict`` ("pass" | "fail" |
-"insufficient", and "baseline" for the baseline itself, whose test fields are null) and ``reason``.
-Numbers that cannot be computed are null.
+compared judgements), ``noninferiority_lower_bound`` (one-sided lower bound of that ratio; pass iff
+> 1 - margin), ``d_mean, d_lower_bound`` (the same test as D = score_v - (1 - margin) * score_base;
+pass iff d_lower_bound > 0), ``verdict`` ("pass" | "fail" | "insufficient", and "baseline" for the
+baseline itself, whose test fields are null) and ``reason``. Numbers that cannot be computed are null.
+
+What ``noninferiority_lower_bound`` is: with ``bootstrap``, the percentile lower confidence bound
+of the ratio over the replicates; with ``cgm``, D's t bound carried to the ratio scale,
+(1 - margin) + d_lower_bound / MOS_base (first order in the ratio, exact at the margin). Under
+both, bound > 1 - margin exactly when d_lower_bound > 0 (eval.stats.noninferiority_test).
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval import stats
+from eval import screening, stats
 from eval.ratings_io import RatingsFormatError, configs_present, drop_duplicate_trials, read_ratings
 
 REPORT_VERSION = 1
@@ -52,6 +63,22 @@ METHODS: dict[str, str] = {
     "preference_ci": "Wilson score interval (votes treated as independent); sign test p-value",
     "screening": "anchor rated above baseline on average; one score for everything; too few judgements",
 }
+# The same statistics with method="cgm"; the preference and screening entries are shared.
+METHODS_CGM: dict[str, str] = {
+    **METHODS,
+    "mos_ci": "two-way cluster-robust variance of the mean (Cameron, Gelbach & Miller 2011: "
+    "V_listener + V_text - V_listener x text; max(V_listener, V_text) when not positive), Student t "
+    "interval with df = min(listeners, texts) - 1",
+    "noninferiority": "one-sided t lower bound of D = score_v - (1 - margin) * score_base with the "
+    "same two-way cluster-robust variance, on paired judgements (unpaired when too few pairs); ratio "
+    "bound = (1 - margin) + D bound / MOS_base; pass iff bound > 1 - margin (iff D bound > 0)",
+}
+
+
+def method_descriptions(method: str) -> dict[str, str]:
+    """The descriptions of every statistic of the report under ``method`` (stats.CI_METHODS)."""
+    stats.check_method(method)
+    return dict(METHODS_CGM if method == stats.METHOD_CGM else METHODS)
 
 
 @dataclass(frozen=True)
@@ -93,9 +120,10 @@ class ReportSummary:
     n_listeners: int
     n_texts: int
     configs: tuple[ConfigSummary, ...]
-    preferences: tuple[stats.PreferenceShare, ...]
-    listeners: tuple[stats.ListenerScreen, ...]
+    preferences: tuple[screening.PreferenceShare, ...]
+    listeners: tuple[screening.ListenerScreen, ...]
     warnings: tuple[str, ...]
+    method: str = stats.METHOD_BOOTSTRAP  # how the clustered intervals and bounds were computed
 
     def config(self, label: str) -> ConfigSummary:
         for row in self.configs:
@@ -124,7 +152,8 @@ class ReportSummary:
             "anchor": self.anchor,
             "confidence": self.confidence,
             "seed": self.seed,
-            "n_boot": self.n_boot,
+            "method": self.method,
+            "n_boot": self.n_boot if self.method == stats.METHOD_BOOTSTRAP else None,
             "modes": list(self.modes) if self.modes else None,
             "n_judgements": self.n_judgements,
             "n_listeners": self.n_listeners,
@@ -133,9 +162,9 @@ class ReportSummary:
                 "min_listeners": stats.MIN_LISTENERS,
                 "min_texts": stats.MIN_TEXTS,
                 "min_judgements": stats.MIN_JUDGEMENTS,
-                "min_listener_judgements": stats.MIN_LISTENER_JUDGEMENTS,
+                "min_listener_judgements": screening.MIN_LISTENER_JUDGEMENTS,
             },
-            "methods": dict(METHODS),
+            "methods": method_descriptions(self.method),
             "configs": [asdict(c) for c in self.configs],
             "preferences": preferences,
             "listeners": [asdict(s) | {"flags": list(s.flags)} for s in self.listeners],
@@ -174,14 +203,16 @@ def _config_row(
     seed: int,
     n_boot: int,
     confidence: float,
+    method: str,
 ) -> ConfigSummary:
     mine = scores.loc[scores["config"] == label]
     y = mine["score"].to_numpy()
     rng = stats.derived_rng(seed, "ci", label)
-    ci = stats.cluster_bootstrap_mean(
+    ci = stats.cluster_mean(
         y,
         mine["listener_id"].to_numpy(),
         mine["text_id"].to_numpy(),
+        method=method,
         rng=rng,
         confidence=confidence,
         n_boot=n_boot,
@@ -199,6 +230,7 @@ def _config_row(
             rng=stats.derived_rng(seed, "ni", label),
             confidence=confidence,
             n_boot=n_boot,
+            method=method,
         )
     return ConfigSummary(
         config=label,
@@ -231,15 +263,18 @@ def summarize(
     n_boot: int = stats.DEFAULT_N_BOOT,
     confidence: float = stats.CONFIDENCE,
     modes: Sequence[str] | None = None,
+    method: str = stats.METHOD_BOOTSTRAP,
 ) -> ReportSummary:
     """The full report of a ratings log (path, DataFrame, or the store's list of row dicts).
 
-    Raises :class:`~eval.ratings_io.RatingsFormatError` for an invalid log and ValueError for an
-    unknown baseline/anchor (listing the configurations present) or bad parameters.
+    ``method``: "bootstrap" (default) or "cgm" (see the module docstring). Raises
+    :class:`~eval.ratings_io.RatingsFormatError` for an invalid log and ValueError for an unknown
+    baseline/anchor (listing the configurations present) or bad parameters.
     """
     if not 0.0 < margin < 1.0:
         raise ValueError(f"margin must be in (0, 1), e.g. 0.05 for 5%, got {margin}")
     stats.check_bootstrap_args(confidence, n_boot)
+    stats.check_method(method)
     stats.derived_rng(seed)  # validates the seed before any work
     table, n_duplicates = drop_duplicate_trials(_load(ratings))
     warnings = [f"{n_duplicates} repeated trial_id row(s) ignored (first kept)"] if n_duplicates else []
@@ -275,13 +310,14 @@ def summarize(
             seed=seed,
             n_boot=n_boot,
             confidence=confidence,
+            method=method,
         )
         for label in order
     )
     for row in rows:
         if row.n_listeners < stats.MIN_LISTENERS or row.n_texts < stats.MIN_TEXTS:
             warnings.append(f"{row.config}: too few listeners or texts for a clustered interval")
-    listeners = tuple(stats.screen_listeners(table, baseline, anchor))
+    listeners = tuple(screening.screen_listeners(table, baseline, anchor))
     flagged = [s.listener_id for s in listeners if s.flags]
     if flagged:
         warnings.append(f"{len(flagged)} listener(s) flagged by screening (kept in the statistics)")
@@ -297,9 +333,10 @@ def summarize(
         n_listeners=int(table["listener_id"].nunique()),
         n_texts=int(table["text_id"].nunique()),
         configs=rows,
-        preferences=tuple(stats.preference_shares(table, order, confidence)),
+        preferences=tuple(screening.preference_shares(table, order, confidence)),
         listeners=listeners,
         warnings=tuple(warnings),
+        method=method,
     )
 
 
@@ -318,10 +355,14 @@ def format_table(summary: ReportSummary) -> str:
     """The printed report: configurations, preferences, flagged listeners, warnings."""
     keep = 1.0 - summary.margin
     level = f"{summary.confidence:.0%}"
+    if summary.method == stats.METHOD_CGM:
+        how = "analytic two-way cluster-robust (CGM) variance, t bounds"
+    else:
+        how = f"{summary.n_boot} bootstrap replicates, seed {summary.seed}"
     lines = [
         f"baseline {summary.baseline}; margin {summary.margin:.1%} (pass iff lower bound of "
         f"MOS_v/MOS_base > {keep:.3f}); {summary.n_judgements} judgements, {summary.n_listeners} "
-        f"listeners, {summary.n_texts} texts; {summary.n_boot} bootstrap replicates, seed {summary.seed}",
+        f"listeners, {summary.n_texts} texts; {how}",
         "",
         f"{'config':<24} {'n':>5} {'lis':>4} {'txt':>4} {'MOS':>5} {level + ' CI (clustered)':>20} "
         f"{'naive CI':>13} {'change':>7} {'test':>9} {'ratio LB':>8} {'verdict':>12}",
@@ -371,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--csv", type=Path, default=None, help="write the summary table as CSV")
     parser.add_argument("--plot", type=Path, default=None, help="write the report figure (PNG/PDF/SVG)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--method",
+        choices=stats.CI_METHODS,
+        default=stats.METHOD_BOOTSTRAP,
+        help="clustered intervals and bound: two-way cluster bootstrap (default) or analytic CGM variance",
+    )
     parser.add_argument("--bootstrap", type=int, default=stats.DEFAULT_N_BOOT, help="bootstrap replicates")
     parser.add_argument("--confidence", type=float, default=stats.CONFIDENCE, help="confidence level (0.95)")
     parser.add_argument(
@@ -415,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_boot=args.bootstrap,
             confidence=args.confidence,
             modes=args.mode,
+            method=args.method,
         )
         print(format_table(summary))
         for path in _write_outputs(args, summary):

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.bench import EXIT_BAD_INPUT, ROOT, add_model_args, environment_info, model_source
-from eval.trials import ConfigSpec, TestPlan, load_plan, load_prompts, load_texts, stimulus_options
+from eval.clipbank import stimulus_options
+from eval.runinfo import EXIT_BAD_INPUT, ROOT, add_model_args, environment_info, model_source
+from eval.trials import ConfigSpec, TestPlan, load_plan, load_prompts, load_texts
 
 DEFAULT_REFERENCE = "float32:10"
 DISTANCES = ("mel_l1", "lsd_db", "mcd_db", "f0_rmse_hz", "pesq", "stoi")

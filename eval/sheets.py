@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eval import stats
 from eval.ratings_io import FORMULA_TRIGGERS, read_ratings
-from eval.report import METHODS, ReportSummary
+from eval.report import ReportSummary, method_descriptions
 
 HEADER_FONT_BOLD = True
 MAX_COLUMN_WIDTH = 60  # characters; long texts wrap instead of making a huge column
@@ -73,12 +74,13 @@ def report_table(summary: ReportSummary) -> pd.DataFrame:
         ("anchor", summary.anchor or ""),
         ("confidence", summary.confidence),
         ("seed", summary.seed),
-        ("bootstrap replicates", summary.n_boot),
+        ("method", summary.method),
+        ("bootstrap replicates", summary.n_boot if summary.method == stats.METHOD_BOOTSTRAP else ""),
         ("judgements", summary.n_judgements),
         ("listeners", summary.n_listeners),
         ("texts", summary.n_texts),
     ]
-    items += [(f"method: {k}", v) for k, v in METHODS.items()]
+    items += [(f"method: {k}", v) for k, v in method_descriptions(summary.method).items()]
     items += [("warning", w) for w in summary.warnings]
     return pd.DataFrame(items, columns=["key", "value"])
 

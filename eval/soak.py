@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from eval.bench import (
+from eval.runinfo import (
     EXIT_BAD_INPUT,
     MB,
     ROOT,

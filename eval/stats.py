@@ -22,6 +22,12 @@ Why a two-way cluster bootstrap
 Intervals are percentile intervals over the replicates, with ``numpy.quantile(method=
 "inverted_cdf")`` (an order statistic, no interpolation), which makes the ratio bound and the
 difference bound of :func:`noninferiority_test` give the same verdict exactly.
+
+The analytic alternative, ``method="cgm"``
+    The two-way cluster-robust variance of Cameron, Gelbach & Miller (2011), eval/cgm.py, counts
+    every variance component once, with a Student t quantile of min(listeners, texts) - 1 degrees
+    of freedom. It needs no random numbers and is cheap; the bootstrap stays the default (and what
+    the app's Results tab shows). Preference shares and listener screening are in eval/screening.py.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from eval import cgm
 
 CONFIDENCE = 0.95  # two-sided level of MOS intervals; one-sided level of the non-inferiority bound
 DEFAULT_N_BOOT = 2000  # bootstrap replicates
@@ -49,6 +57,10 @@ VERDICT_INSUFFICIENT = "insufficient"
 PAIRED = "paired"
 UNPAIRED = "unpaired"
 
+METHOD_BOOTSTRAP = "bootstrap"  # two-way cluster (pigeonhole) bootstrap, percentile bounds (default)
+METHOD_CGM = "cgm"  # analytic two-way cluster-robust variance, Student t bounds
+CI_METHODS = (METHOD_BOOTSTRAP, METHOD_CGM)
+
 
 def derived_rng(seed: int, *tags: str) -> np.random.Generator:
     """A generator for one analysis: the same (seed, tags) always give the same stream.
@@ -61,9 +73,23 @@ def derived_rng(seed: int, *tags: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), *(zlib.crc32(t.encode("utf-8")) for t in tags)])
 
 
-def check_bootstrap_args(confidence: float, n_boot: int) -> None:
+def check_method(method: str) -> None:
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
+
+
+def _check_rng(method: str, rng: np.random.Generator | None) -> None:
+    if method == METHOD_BOOTSTRAP and not isinstance(rng, np.random.Generator):
+        raise ValueError(f"the bootstrap needs rng, a numpy.random.Generator, got {rng!r}")
+
+
+def check_confidence(confidence: float) -> None:
     if not 0.5 <= confidence < 1.0:
         raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+
+
+def check_bootstrap_args(confidence: float, n_boot: int) -> None:
+    check_confidence(confidence)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_N_BOOT:
         raise ValueError(f"n_boot must be an integer >= {MIN_N_BOOT}, got {n_boot!r}")
 
@@ -86,11 +112,12 @@ class NonInferiority:
     n_listeners: int  # listeners in the compared data
     n_texts: int  # texts in the compared data
     ratio: float  # mean_v / mean_base on the compared data
-    ratio_lower: float  # one-sided lower confidence bound of the ratio (NaN when insufficient)
+    ratio_lower: float  # lower bound of the ratio (NaN when insufficient); see noninferiority_test
     d_mean: float  # mean_v - (1 - m) * mean_base
     d_lower: float  # one-sided lower bound of d_mean (NaN when insufficient)
     verdict: str  # VERDICT_PASS iff ratio_lower > 1 - m (equivalently d_lower > 0)
     reason: str  # why "insufficient", else ""
+    method: str = METHOD_BOOTSTRAP  # how the bounds were computed (CI_METHODS)
 
 
 def long_scores(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -188,6 +215,48 @@ def cluster_bootstrap_mean(
     return Interval(mean, float(low), float(high))
 
 
+def cgm_mean(
+    scores: np.ndarray, listener_ids: np.ndarray, text_ids: np.ndarray, *, confidence: float = CONFIDENCE
+) -> Interval:
+    """Mean score with the analytic two-way cluster-robust t interval (eval/cgm.py).
+
+    mean +- t_{df, (1 + confidence) / 2} * sqrt(V), V = V_listener + V_text - V_cell (CGM 2011),
+    df = min(listeners, texts) - 1. Bounds are NaN with fewer than MIN_LISTENERS listeners or
+    MIN_TEXTS texts, as for :func:`cluster_bootstrap_mean`.
+    """
+    check_confidence(confidence)
+    y = np.asarray(scores, dtype=float)
+    listener, n_l = _encode(listener_ids)
+    text, n_t = _encode(text_ids)
+    mean = float(y.mean()) if y.size else float("nan")
+    if n_l < MIN_LISTENERS or n_t < MIN_TEXTS:
+        return Interval(mean, float("nan"), float("nan"))
+    var = cgm.two_way_variance(cgm.mean_influence(y), listener, text)
+    half = cgm.t_quantile(0.5 + confidence / 2, var.df) * var.se
+    return Interval(mean, mean - half, mean + half)
+
+
+def cluster_mean(
+    scores: np.ndarray,
+    listener_ids: np.ndarray,
+    text_ids: np.ndarray,
+    *,
+    method: str = METHOD_BOOTSTRAP,
+    rng: np.random.Generator | None = None,
+    confidence: float = CONFIDENCE,
+    n_boot: int = DEFAULT_N_BOOT,
+) -> Interval:
+    """The MOS interval of :func:`cluster_bootstrap_mean` (``method="bootstrap"``, needs ``rng``)
+    or of :func:`cgm_mean` (``method="cgm"``; ``rng`` and ``n_boot`` unused)."""
+    check_method(method)
+    _check_rng(method, rng)
+    if method == METHOD_CGM:
+        return cgm_mean(scores, listener_ids, text_ids, confidence=confidence)
+    return cluster_bootstrap_mean(
+        scores, listener_ids, text_ids, rng=rng, confidence=confidence, n_boot=n_boot
+    )
+
+
 def _insufficient_reason(n_judgements: int, n_listeners: int, n_texts: int) -> str:
     """'' when the data meet every threshold, else each shortfall, e.g. '4 judgements < 10; 1 listener(s) < 2'."""
     short = []
@@ -206,26 +275,41 @@ def noninferiority_test(
     *,
     margin: float,
     paired: bool,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None = None,
     confidence: float = CONFIDENCE,
     n_boot: int = DEFAULT_N_BOOT,
+    method: str = METHOD_BOOTSTRAP,
 ) -> NonInferiority:
     """One-sided non-inferiority test of configuration v against the baseline, relative margin m.
 
     v, base: ``(scores, listener_ids, text_ids)``, each (N,) arrays. When ``paired`` they are
     aligned: entry i of both comes from the same judgement (same listener and text).
+    H0: MOS_v <= (1 - m) * MOS_base. With k = 1 - m, ``d = mean_v - k * mean_base`` (for paired
+    data the mean of the per-judgement D = score_v - k * score_base).
 
-    H0: MOS_v <= (1 - m) * MOS_base. Per bootstrap replicate (listeners and texts resampled as in
+    ``method="bootstrap"`` (needs ``rng``): per replicate (listeners and texts resampled as in
     :func:`cluster_bootstrap_mean`, the SAME draw for both configurations, which keeps their
-    correlation) we compute ``ratio = mean_v / mean_base`` and ``d = mean_v - (1 - m) * mean_base``
-    (for paired data d is the mean of the per-judgement D = score_v - (1 - m) * score_base).
-    ``ratio_lower`` is the ``1 - confidence`` quantile of the ratio replicates; the verdict is
-    "pass" iff ``ratio_lower > 1 - m``. Since mean_base > 0, ``d > 0`` exactly when
-    ``ratio > 1 - m`` in every replicate, so with an order-statistic quantile ``d_lower > 0`` gives
-    the same verdict. "insufficient" (bounds NaN) with fewer than MIN_JUDGEMENTS judgements (per
-    configuration when unpaired), MIN_LISTENERS listeners or MIN_TEXTS texts.
+    correlation) we compute ``ratio = mean_v / mean_base`` and d. ``ratio_lower`` is the
+    ``1 - confidence`` quantile of the ratio replicates: a percentile lower confidence bound of the
+    ratio. Since mean_base > 0, ``d > 0`` exactly when ``ratio > k`` in every replicate, so with an
+    order-statistic quantile ``d_lower > 0`` gives the same verdict.
+
+    ``method="cgm"`` (no ``rng``): ``d_lower = d - t_{df, confidence} * sqrt(V_d)``, V_d the
+    two-way cluster-robust variance of d (eval/cgm.py; both configurations' ratings enter one
+    cluster sum, which keeps their correlation), df = min(listeners, texts) - 1. The ratio bound is
+    d's bound carried to the ratio scale, ``ratio_lower = k + d_lower / mean_base`` =
+    ``(mean_v - t * se(d)) / mean_base``: the ratio the data support when MOS_base is taken as
+    known. It is a first-order (delta-method, evaluated at ratio k) bound of the ratio, accurate
+    near the margin where the decision is made; it equals k exactly when d_lower = 0, so again
+    ratio_lower > k iff d_lower > 0.
+
+    The verdict is "pass" iff ``ratio_lower > k``. "insufficient" (bounds NaN) with fewer than
+    MIN_JUDGEMENTS judgements (per configuration when unpaired), MIN_LISTENERS listeners or
+    MIN_TEXTS texts.
     """
     check_bootstrap_args(confidence, n_boot)
+    check_method(method)
+    _check_rng(method, rng)
     if not 0.0 < margin < 1.0:
         raise ValueError(f"margin must be in (0, 1), got {margin}")
     y_v, y_b = np.asarray(v[0], dtype=float), np.asarray(base[0], dtype=float)
@@ -250,7 +334,17 @@ def noninferiority_test(
     if reason:
         nan = float("nan")
         return NonInferiority(
-            comparison, n_v, n_l, n_t, ratio, nan, d_mean, nan, VERDICT_INSUFFICIENT, reason
+            comparison, n_v, n_l, n_t, ratio, nan, d_mean, nan, VERDICT_INSUFFICIENT, reason, method
+        )
+    if method == METHOD_CGM:
+        # Influence of d = mean_v - k * mean_base: each rating's deviation from its own mean.
+        psi = np.concatenate([cgm.mean_influence(y_v), -keep * cgm.mean_influence(y_b)])
+        var = cgm.two_way_variance(psi, listener, text)
+        d_lower = d_mean - cgm.t_quantile(confidence, var.df) * var.se
+        ratio_lower = keep + d_lower / float(y_b.mean())
+        verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
+        return NonInferiority(
+            comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method
         )
 
     w_l, w_t = bootstrap_weights(n_l, n_t, n_boot, rng)
@@ -266,7 +360,7 @@ def noninferiority_test(
     ratio_lower = float(_quantile(mean_v / mean_b, alpha))
     d_lower = float(_quantile(mean_v - keep * mean_b, alpha))
     verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
-    return NonInferiority(comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "")
+    return NonInferiority(comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method)
 
 
 def paired_scores(ratings: pd.DataFrame, config: str, baseline: str) -> pd.DataFrame:
@@ -296,15 +390,17 @@ def compare_to_baseline(
     baseline: str,
     *,
     margin: float,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None = None,
     confidence: float = CONFIDENCE,
     n_boot: int = DEFAULT_N_BOOT,
+    method: str = METHOD_BOOTSTRAP,
 ) -> NonInferiority:
     """Non-inferiority of ``config`` against ``baseline`` from a validated ratings table.
 
     Uses the paired judgements (rows holding both) when they meet the data thresholds; otherwise
     all ratings of each configuration, unpaired (still resampled with one shared listener/text
-    draw); when neither meets them the verdict is "insufficient" (paired if any pair exists).
+    draw, or clustered jointly with ``method="cgm"``); when neither meets them the verdict is
+    "insufficient" (paired if any pair exists). See :func:`noninferiority_test` for the methods.
     """
     pairs = paired_scores(ratings, config, baseline)
     paired_test = noninferiority_test(
@@ -315,6 +411,7 @@ def compare_to_baseline(
         rng=rng,
         confidence=confidence,
         n_boot=n_boot,
+        method=method,
     )
     if paired_test.verdict != VERDICT_INSUFFICIENT:
         return paired_test
@@ -329,158 +426,8 @@ def compare_to_baseline(
         rng=rng,
         confidence=confidence,
         n_boot=n_boot,
+        method=method,
     )
     if unpaired_test.verdict == VERDICT_INSUFFICIENT and len(pairs):
         return paired_test
     return unpaired_test
-
-
-# ---------------------------------------------------------------- preferences
-
-
-@dataclass(frozen=True)
-class PreferenceShare:
-    """Preference votes between two configurations, in configuration (not screen) terms.
-
-    Shares are of all n judgements of the pair, ties ("none") included, each with a Wilson score
-    interval. NOTE: the binomial intervals treat votes as independent (no listener clustering).
-    ``p_value`` is the two-sided exact sign test of x against y among decisive votes (scipy).
-    """
-
-    config_x: str
-    config_y: str
-    n: int
-    n_x: int
-    n_y: int
-    n_none: int
-    share_x: Interval
-    share_y: Interval
-    share_none: Interval
-    p_value: float
-
-
-def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Share k/n with the Wilson score interval (no continuity correction); NaN when n == 0."""
-    if n == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    if not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    z = sps.norm.ppf(0.5 + confidence / 2)
-    p = k / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # max/min guard rounding at k = 0 or k = n, where the exact bound is 0 or 1.
-    return Interval(p, float(max(0.0, centre - half)), float(min(1.0, centre + half)))
-
-
-def preference_shares(
-    ratings: pd.DataFrame, order: list[str], confidence: float = CONFIDENCE
-) -> list[PreferenceShare]:
-    """Preference counts per unordered pair of different configurations.
-
-    ``order`` ranks the configurations (e.g. baseline first): in each pair, x is the one ranked
-    earlier; pairs are listed in that order too. Rows rating a configuration against itself are
-    skipped.
-    """
-    rank = {c: i for i, c in enumerate(order)}
-    unranked = sorted((set(ratings["a_config"]) | set(ratings["b_config"])) - set(rank))
-    if unranked:
-        raise ValueError(f"configurations missing from order: {unranked}")
-    a, b, pref = ratings["a_config"], ratings["b_config"], ratings["preference"]
-    a_first = a.map(rank) <= b.map(rank)
-    table = pd.DataFrame(
-        {
-            "x": np.where(a_first, a, b),
-            "y": np.where(a_first, b, a),
-            # The preferred configuration, or "" for no preference.
-            "winner": np.where(pref == "A", a, np.where(pref == "B", b, "")),
-        }
-    )
-    table = table.loc[table["x"] != table["y"]]
-    out = []
-    for (x, y), group in sorted(table.groupby(["x", "y"]), key=lambda kv: (rank[kv[0][0]], rank[kv[0][1]])):
-        n, n_x, n_y = len(group), int((group["winner"] == x).sum()), int((group["winner"] == y).sum())
-        n_none = n - n_x - n_y
-        p_value = sps.binomtest(n_x, n_x + n_y, 0.5).pvalue if n_x + n_y else float("nan")
-        out.append(
-            PreferenceShare(
-                x,
-                y,
-                n,
-                n_x,
-                n_y,
-                n_none,
-                wilson_interval(n_x, n, confidence),
-                wilson_interval(n_y, n, confidence),
-                wilson_interval(n_none, n, confidence),
-                float(p_value),
-            )
-        )
-    return out
-
-
-# ---------------------------------------------------------------- listener screening
-
-MIN_LISTENER_JUDGEMENTS = 5  # fewer judgements than this: flag "too_few_judgements"
-FLAG_ANCHOR_ABOVE_BASELINE = "anchor_above_baseline"  # mean(anchor) > mean(baseline) for this listener
-FLAG_CONSTANT_SCORES = "constant_scores"  # one score for everything (zero variance, >= 2 scores)
-FLAG_TOO_FEW_JUDGEMENTS = "too_few_judgements"
-
-
-@dataclass(frozen=True)
-class ListenerScreen:
-    """One listener's summary and screening flags (flags are informative; nobody is excluded)."""
-
-    listener_id: str
-    n_judgements: int
-    n_texts: int
-    mean_score: float  # over both scores of every judgement
-    sd_score: float  # sample sd (ddof=1) of those scores; NaN with one score
-    mean_baseline: float  # NaN when the listener never rated the baseline
-    mean_anchor: float  # NaN when no anchor was given or rated
-    flags: tuple[str, ...]
-
-
-def screen_listeners(
-    ratings: pd.DataFrame,
-    baseline: str,
-    anchor: str | None = None,
-    min_judgements: int = MIN_LISTENER_JUDGEMENTS,
-) -> list[ListenerScreen]:
-    """Per-listener flags, sorted by listener id.
-
-    - ``anchor_above_baseline``: the listener's mean score of the hidden low anchor is strictly
-      above their mean score of the baseline (both over every rating they gave those configs);
-    - ``constant_scores``: all of the listener's scores are equal (needs at least two);
-    - ``too_few_judgements``: fewer than ``min_judgements`` judgements.
-    """
-    scores = long_scores(ratings)
-    out = []
-    for listener, group in scores.groupby("listener_id", sort=True):
-        n_judgements = int(group["row"].nunique())
-        y = group["score"].to_numpy()
-        on_base = y[(group["config"] == baseline).to_numpy()]
-        on_anchor = y[(group["config"] == anchor).to_numpy()] if anchor else np.empty(0)
-        mean_base = float(on_base.mean()) if on_base.size else float("nan")
-        mean_anchor = float(on_anchor.mean()) if on_anchor.size else float("nan")
-        flags = []
-        if on_base.size and on_anchor.size and mean_anchor > mean_base:
-            flags.append(FLAG_ANCHOR_ABOVE_BASELINE)
-        if y.size >= 2 and np.all(y == y[0]):
-            flags.append(FLAG_CONSTANT_SCORES)
-        if n_judgements < min_judgements:
-            flags.append(FLAG_TOO_FEW_JUDGEMENTS)
-        out.append(
-            ListenerScreen(
-                str(listener),
-                n_judgements,
-                int(group["text_id"].nunique()),
-                float(y.mean()),
-                float(y.std(ddof=1)) if y.size >= 2 else float("nan"),
-                mean_base,
-                mean_anchor,
-                tuple(flags),
-            )
-        )
-    return out

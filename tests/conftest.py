@@ -37,6 +37,38 @@ def load_ref(reference_dir: Path):
     return _load
 
 
+def judgement(trial_id: str, listener: str = "alice", text: str = "Hello, world.") -> dict[str, object]:
+    """The cells of one valid blind judgement, as the app appends it to the ratings CSV (tests share it)."""
+    return {
+        "listener_id": listener,
+        "session_id": "s1",
+        "trial_id": trial_id,
+        "mode": "blind",
+        "text_id": "en_01",
+        "text": text,
+        "prompt_id": "en_flite_slt",
+        "a_config": "float16-n10",
+        "a_flow_steps": 10,
+        "a_dtype": "float16",
+        "a_backend": "torch",
+        "a_seed": 0,
+        "a_clip_id": "aaaa",
+        "b_config": "bfloat16-n5",
+        "b_flow_steps": 5,
+        "b_dtype": "bfloat16",
+        "b_backend": "torch",
+        "b_seed": 0,
+        "b_clip_id": "bbbb",
+        "shown_first": "B",
+        "score_a": 4,
+        "score_b": 3,
+        "preference": "A",
+        "model_id": "demo",
+        "model_hash": "abc123",
+        "app_version": "0.1.0",
+    }
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     # Parity tolerances are stated for IEEE fp32; keep TF32 and thread count from leaking in.

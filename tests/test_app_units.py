@@ -139,7 +139,7 @@ def test_pair_figure_shares_colour_scale_and_labels_axes() -> None:
 
 
 def test_counts_table_from_store(tmp_path: Path) -> None:
-    from tests.test_ratings_store import judgement
+    from tests.conftest import judgement
 
     store = RatingsStore(tmp_path / "r.csv")
     store.append({**judgement("t1"), "score_a": 5, "score_b": 2})

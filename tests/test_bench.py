@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval import bench
+from eval import bench, runinfo
 
 ROOT = Path(__file__).resolve().parents[1]
 # One thread: OpenMP's spinning threads slow to a crawl on a small machine shared with other jobs.
@@ -105,9 +105,9 @@ def test_spread_on_a_hand_computed_sample():
 def test_cpu_peak_memory_is_reset_per_stretch():
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("peak RSS cannot be reset on this system")
-    probe = bench.MemoryProbe(cuda_index=None)
+    probe = runinfo.MemoryProbe(cuda_index=None)
     probe.reset()
-    block = np.ones(200 * bench.MB // 8)  # 200 MiB, touched
+    block = np.ones(200 * runinfo.MB // 8)  # 200 MiB, touched
     del block
     assert probe.peak_mb() - probe.resident_mb >= 190
     probe.reset()
@@ -115,8 +115,8 @@ def test_cpu_peak_memory_is_reset_per_stretch():
 
 
 def test_cuda_index_from_device_label():
-    assert bench.cuda_index("cpu") is None
-    assert bench.cuda_index("cuda:1 (NVIDIA H100 80GB HBM3)") == 1
+    assert runinfo.cuda_index("cpu") is None
+    assert runinfo.cuda_index("cuda:1 (NVIDIA H100 80GB HBM3)") == 1
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ def _ids(seed: int, n: int, high: int) -> torch.Tensor:
     return torch.randint(0, high, (n,), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("options", [SynthesisOptions(seed=3), SynthesisOptions(seed=4, fixed_tokens=70, top_k=5)])
+@pytest.mark.parametrize(
+    "options", [SynthesisOptions(seed=3), SynthesisOptions(seed=4, fixed_tokens=70, top_k=5)]
+)
 def test_static_equals_eager_fp32(lm, options):
     text, ptext, pspeech = _ids(1, 12, 4096), _ids(2, 5, 4096), _ids(3, 20, 6561)
     eager = lm.generate(text, ptext, pspeech, options, torch.Generator().manual_seed(options.seed))

@@ -140,6 +140,65 @@ def test_cli_writes_json_matching_an_independent_computation(tmp_path):
     assert pair["config_x"] == BASE and pair["n"] == 48
 
 
+def _cgm_variance_by_groupby(frame: pd.DataFrame, column: str = "score") -> tuple[float, int]:
+    """CGM (2011) two-way variance of the mean of ``column``, written from the paper's formula with
+    pandas groupby: sum over clusters of (summed deviations / N)^2 times G / (G - 1)."""
+    dev = (frame[column] - frame[column].mean()) / len(frame)
+
+    def one_way(keys: list[str]) -> float:
+        sums = dev.groupby([frame[k] for k in keys]).sum()
+        return len(sums) / (len(sums) - 1) * float((sums**2).sum())
+
+    v = one_way(["listener_id"]) + one_way(["text_id"]) - one_way(["listener_id", "text_id"])
+    v = v if v > 0 else max(one_way(["listener_id"]), one_way(["text_id"]))
+    return v, min(frame["listener_id"].nunique(), frame["text_id"].nunique()) - 1
+
+
+def test_cli_method_cgm_matches_the_formula_and_is_recorded(tmp_path, capsys):
+    log = tmp_path / "ratings.csv"
+    rows = write_log(log)
+    out = tmp_path / "report.json"
+    args = [str(log), "--baseline", BASE, "--anchor", ANCHOR, "--json", str(out)]
+    assert report.main([*args, "--method", "cgm"]) == 0
+    assert "cluster-robust" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["method"] == "cgm" and data["n_boot"] is None and "Gelbach" in data["methods"]["mos_ci"]
+    scores = pd.DataFrame(
+        [
+            {"config": r[f"{side}_config"], "listener_id": r["listener_id"], "text_id": r["text_id"]}
+            | {"score": float(r[f"score_{side}"])}
+            for r in rows
+            for side in ("a", "b")
+        ]
+    )
+    configs = {c["config"]: c for c in data["configs"]}
+    for label, c in configs.items():
+        mine = scores.loc[scores["config"] == label]
+        var, df = _cgm_variance_by_groupby(mine)
+        half = sps.t.ppf(0.975, df) * np.sqrt(var)
+        assert (c["ci_low"], c["ci_high"]) == pytest.approx((c["mos"] - half, c["mos"] + half), abs=1e-9)
+    # The bound of D = score_v - 0.95 score_base on the paired judgements, carried to the ratio scale.
+    paired = pd.DataFrame(
+        [
+            {"listener_id": r["listener_id"], "text_id": r["text_id"]}
+            | {"v": int(r["score_a" if r["a_config"] == FAST else "score_b"])}
+            | {"b": int(r["score_b" if r["a_config"] == FAST else "score_a"])}
+            for r in rows
+            if FAST in (r["a_config"], r["b_config"])
+        ]
+    )
+    paired["d"] = paired["v"] - 0.95 * paired["b"]
+    var, df = _cgm_variance_by_groupby(paired, "d")
+    d_lower = paired["d"].mean() - sps.t.ppf(0.95, df) * np.sqrt(var)
+    fast = configs[FAST]
+    assert fast["d_lower_bound"] == pytest.approx(d_lower, abs=1e-9)
+    assert fast["noninferiority_lower_bound"] == pytest.approx(0.95 + d_lower / paired["b"].mean(), abs=1e-9)
+    assert (fast["noninferiority_lower_bound"] > 0.95) == (fast["verdict"] == "pass") == (d_lower > 0)
+    assert report.main(args) == 0  # the default stays the bootstrap
+    default = json.loads(out.read_text())
+    assert default["method"] == "bootstrap" and default["n_boot"] == 2000
+
+
 def test_summary_is_reproducible_and_accepts_tables(tmp_path):
     log = tmp_path / "ratings.csv"
     rows = write_log(log, n_listeners=5, n_texts=4)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from eval import planner, stats
+from eval import cgm, planner, screening, stats
 from eval.ratings_schema import COLUMNS
 
 BASE, FAST, ANCHOR = "float16-n10", "bfloat16-n5", "float32-n1"
@@ -69,7 +69,7 @@ def test_naive_t_interval_matches_scipy():
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (57, 120), (1, 1)])
 def test_wilson_interval_matches_scipy(k, n):
     ci = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    got = stats.wilson_interval(k, n, 0.95)
+    got = screening.wilson_interval(k, n, 0.95)
     assert got.estimate == pytest.approx(k / n)
     assert (got.low, got.high) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
@@ -105,7 +105,7 @@ def test_paired_scores_in_configuration_terms():
 
 
 def test_preference_shares_hand_table():
-    shares = stats.preference_shares(_hand_table(), [BASE, FAST, ANCHOR])
+    shares = screening.preference_shares(_hand_table(), [BASE, FAST, ANCHOR])
     assert [(p.config_x, p.config_y) for p in shares] == [(BASE, FAST), (BASE, ANCHOR)]
     fast = shares[0]
     assert (fast.n, fast.n_x, fast.n_y, fast.n_none) == (4, 2, 1, 1)
@@ -119,12 +119,12 @@ def test_screening_flags_hand_table():
     rows += [_row("flat", f"t{i}", BASE, ANCHOR, 3, 3) for i in range(6)]
     rows += [_row("odd", f"t{i}", BASE, ANCHOR, 2, 4 if i < 4 else 2) for i in range(6)]
     rows += [_row("brief", "t0", BASE, FAST, 4, 3)]
-    flags = {s.listener_id: s.flags for s in stats.screen_listeners(_table(rows), BASE, ANCHOR)}
+    flags = {s.listener_id: s.flags for s in screening.screen_listeners(_table(rows), BASE, ANCHOR)}
     assert flags["ok"] == ()
-    assert flags["flat"] == (stats.FLAG_CONSTANT_SCORES,)
-    assert flags["odd"] == (stats.FLAG_ANCHOR_ABOVE_BASELINE,)  # anchor mean 3.33 > baseline mean 2
-    assert flags["brief"] == (stats.FLAG_TOO_FEW_JUDGEMENTS,)
-    odd = next(s for s in stats.screen_listeners(_table(rows), BASE, ANCHOR) if s.listener_id == "odd")
+    assert flags["flat"] == (screening.FLAG_CONSTANT_SCORES,)
+    assert flags["odd"] == (screening.FLAG_ANCHOR_ABOVE_BASELINE,)  # anchor mean 3.33 > baseline mean 2
+    assert flags["brief"] == (screening.FLAG_TOO_FEW_JUDGEMENTS,)
+    odd = next(s for s in screening.screen_listeners(_table(rows), BASE, ANCHOR) if s.listener_id == "odd")
     assert (odd.mean_baseline, odd.mean_anchor) == pytest.approx((2.0, 20 / 6))
 
 
@@ -271,6 +271,134 @@ def test_test_holds_its_level_at_the_margin():
     assert power <= 0.08
 
 
+# ---------------------------------------------------------------- analytic two-way variance (CGM)
+
+
+def _crossed(n_l: int, n_t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Listener and text codes of a balanced design, every listener x text once: (L*T,) each."""
+    return np.repeat(np.arange(n_l), n_t), np.tile(np.arange(n_t), n_l)
+
+
+def test_one_way_parts_match_textbook_variances_of_a_mean():
+    # Singleton clusters give s^2 / N; balanced clusters give the variance of the cluster means / G.
+    rng = np.random.default_rng(5)
+    listener, text = _crossed(6, 4)
+    y = rng.normal(3.0, 1.0, listener.size)
+    var = cgm.two_way_variance(cgm.mean_influence(y), listener, text)
+    assert var.v_cell == pytest.approx(y.var(ddof=1) / y.size, rel=1e-12)
+    by_listener = y.reshape(6, 4).mean(axis=1)
+    by_text = y.reshape(6, 4).mean(axis=0)
+    assert var.v_listener == pytest.approx(by_listener.var(ddof=1) / 6, rel=1e-12)
+    assert var.v_text == pytest.approx(by_text.var(ddof=1) / 4, rel=1e-12)
+    assert var.df == 3
+    expected = var.v_listener + var.v_text - var.v_cell
+    assert var.variance == pytest.approx(expected if expected > 0 else max(var.v_listener, var.v_text))
+
+
+def test_cgm_variance_is_unbiased_with_only_a_residual():
+    # sigma^2 / N is the true variance of the mean; the bootstrap would give about 3 sigma^2 / N.
+    rng = np.random.default_rng(11)
+    n_l, n_t, sigma, sims = 12, 10, 0.8, 2000
+    listener, text = _crossed(n_l, n_t)
+    y = rng.normal(0.0, sigma, (sims, n_l * n_t))
+    variances = [cgm.two_way_variance(cgm.mean_influence(row), listener, text).variance for row in y]
+    empirical = y.mean(axis=1).var(ddof=1)
+    assert np.mean(variances) / empirical == pytest.approx(1.0, abs=0.15)
+    assert np.mean(variances) / (sigma**2 / y.shape[1]) == pytest.approx(1.0, abs=0.15)
+
+
+def test_cgm_interval_covers_with_listener_and_text_effects():
+    rng = np.random.default_rng(21)
+    n_l, n_t, sims, covered = 15, 12, 400, 0
+    listener, text = _crossed(n_l, n_t)
+    for _ in range(sims):
+        y = (
+            3.5
+            + rng.normal(0, 0.6, n_l)[listener]
+            + rng.normal(0, 0.4, n_t)[text]
+            + rng.normal(0, 0.5, n_l * n_t)
+        )
+        ci = stats.cgm_mean(y, listener, text)
+        covered += ci.low <= 3.5 <= ci.high
+    assert 0.92 <= covered / sims <= 0.98
+
+
+def test_cgm_interval_is_wider_than_naive_with_strong_listener_effects():
+    rng = np.random.default_rng(2)
+    listener, text = _crossed(10, 8)
+    for _ in range(5):
+        y = 3.0 + rng.normal(0, 1.0, 10)[listener] + rng.normal(0, 0.3, listener.size)
+        ci, naive = stats.cgm_mean(y, listener, text), stats.naive_t_interval(y)
+        assert ci.estimate == pytest.approx(y.mean())
+        assert ci.high - ci.low > 1.5 * (naive.high - naive.low)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_cgm_noninferiority_bound_is_d_bound_on_the_ratio_scale(paired):
+    log = simulate_log(8, 6, mu_base=3.6, mu_v=3.5, listener_sd=0.5, text_sd=0.3, residual_sd=0.6, seed=4)
+    pairs = stats.paired_scores(log, FAST, BASE)
+    # Unpaired: v from the even judgements, the baseline from the odd ones.
+    rows_v, rows_b = (pairs, pairs) if paired else (pairs.iloc[::2], pairs.iloc[1::2])
+    v = (rows_v["score_v"].to_numpy(), rows_v["listener_id"].to_numpy(), rows_v["text_id"].to_numpy())
+    b = (rows_b["score_base"].to_numpy(), rows_b["listener_id"].to_numpy(), rows_b["text_id"].to_numpy())
+    r = stats.noninferiority_test(v, b, margin=0.05, paired=paired, method="cgm")
+    mean_v, mean_b = np.mean(v[0]), np.mean(b[0])
+    assert r.method == "cgm" and r.d_mean == pytest.approx(mean_v - 0.95 * mean_b)
+    assert r.ratio_lower == pytest.approx(0.95 + r.d_lower / mean_b, rel=1e-12)
+    assert r.d_lower < r.d_mean and r.ratio_lower < r.ratio
+    assert (r.ratio_lower > 0.95) == (r.d_lower > 0) == (r.verdict == "pass")
+
+
+def test_cgm_with_no_spread_has_exact_bounds():
+    equal = _table([_row(f"L{i}", f"T{j}", FAST, BASE, 4, 4) for i in range(3) for j in range(4)])
+    worse = _table([_row(f"L{i}", f"T{j}", BASE, FAST, 4, 3) for i in range(3) for j in range(4)])
+    ok = stats.compare_to_baseline(equal, FAST, BASE, margin=0.05, method="cgm")
+    assert (ok.verdict, ok.ratio_lower, ok.d_lower) == ("pass", pytest.approx(1.0), pytest.approx(0.2))
+    bad = stats.compare_to_baseline(worse, FAST, BASE, margin=0.05, method="cgm")
+    assert (bad.verdict, bad.ratio_lower, bad.d_lower) == ("fail", pytest.approx(0.75), pytest.approx(-0.8))
+
+
+def test_cgm_planner_needs_fewer_judgements_and_its_size_decides():
+    """The seed's acceptance check with method="cgm": fewer judgements than the bootstrap, and at the
+    planned size a 2% drop passes and a 10% drop fails in >= 8 of 10 simulated logs."""
+    spread = {"listener_sd": 0.4, "text_sd": 0.3, "residual_sd": 0.5}
+    components = planner.VarianceComponents(**spread)
+    args = {"base_mos": 3.5, "true_drop": 0.02, "margin": 0.05, "target_power": 0.9, "n_sims": 60, "seed": 0}
+    boot = planner.plan_sample_size(components, n_boot=400, **args)
+    plan = planner.plan_sample_size(components, method="cgm", **args)
+    assert plan.recommended is not None and boot.recommended is not None
+    assert plan.recommended.n_judgements < boot.recommended.n_judgements
+    n_l, n_t = plan.recommended.n_listeners, plan.recommended.n_texts
+    verdicts = {}
+    for drop in (0.02, 0.10):
+        verdicts[drop] = [
+            stats.compare_to_baseline(
+                simulate_log(n_l, n_t, mu_base=3.5, mu_v=3.5 * (1 - drop), **spread, seed=100 + k),
+                FAST,
+                BASE,
+                margin=0.05,
+                method="cgm",
+            ).verdict
+            for k in range(10)
+        ]
+    assert verdicts[0.02].count("pass") >= 8, verdicts
+    assert verdicts[0.10].count("fail") >= 8, verdicts
+
+
+def test_cgm_test_holds_its_level_at_the_margin():
+    power = planner.simulate_power(
+        planner.VarianceComponents(0.4, 0.3, 0.5),
+        base_mos=3.5,
+        true_drop=0.05,
+        margin=0.05,
+        n_listeners=12,
+        n_texts=10,
+        n_sims=300,
+        method="cgm",
+    )
+    assert power <= 0.09
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="seed"):
         stats.derived_rng(-1)
@@ -284,3 +412,7 @@ def test_bad_arguments_are_refused():
         planner.VarianceComponents(0.1, 0.1, 0.0)
     with pytest.raises(ValueError, match="not within the margin"):
         planner.plan_sample_size(planner.VarianceComponents(0.1, 0.1, 0.5), true_drop=0.06, margin=0.05)
+    with pytest.raises(ValueError, match="method"):
+        stats.cluster_mean([1.0, 2.0], [0, 1], [0, 1], method="jackknife")
+    with pytest.raises(ValueError, match="rng"):
+        stats.noninferiority_test(([1.0], [0], [0]), ([1.0], [0], [0]), margin=0.05, paired=True)

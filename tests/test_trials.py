@@ -12,18 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from eval.clipbank import ClipBank, build_bank, clip_key
 from eval.ratings import RatingsStore
-from eval.trials import (
-    ClipBank,
-    assign_trials,
-    build_bank,
-    clip_key,
-    load_plan,
-    load_prompts,
-    load_texts,
-    next_trial,
-    plan_from_dict,
-)
+from eval.trials import assign_trials, load_plan, load_prompts, load_texts, next_trial, plan_from_dict
 from tts_core.options import SynthesisOptions
 from tts_core.results import GeneratedTokens, SynthesisResult, Timings
 
@@ -132,7 +123,7 @@ def test_too_many_trials_refused(texts, prompts) -> None:
 
 
 def test_resume_from_ratings_csv(tmp_path: Path, texts, prompts) -> None:
-    from tests.test_ratings_store import judgement
+    from tests.conftest import judgement
 
     plan = plan_from_dict(small_plan())
     trials = assign_trials(plan, "alice", texts, prompts)
