@@ -141,10 +141,11 @@ class SpeechLM(nn.Module):
         history = torch.full((options.win_size,), -1, dtype=torch.long, device=device)
         n_done = max_len
         for step in range(max_len):
-            logp = self.logits(hidden)[0].float().log_softmax(dim=-1)
+            # softmax(logits) = softmax(log_softmax(logits)): the official log_softmax is skipped.
+            scores = self.logits(hidden)[0].float()
             if step < min_len:
-                logp = logp + early_mask
-            token = ras_sample(logp, history, params, uniforms[step])
+                scores = scores + early_mask
+            token = ras_sample(scores, history, params, uniforms[step])
             tokens[step : step + 1] = token
             history = torch.cat([history[1:], token])
             if (step + 1) % stop_check_every == 0 or step + 1 == max_len:

@@ -46,15 +46,15 @@ def _pick(weights: Tensor, u: Tensor) -> Tensor:
     return torch.searchsorted(cdf, target, right=True).clamp_(max=weights.shape[-1] - 1)
 
 
-def ras_sample(logp: Tensor, history: Tensor, params: SamplingParams, uniforms: Tensor) -> Tensor:
+def ras_sample(scores: Tensor, history: Tensor, params: SamplingParams, uniforms: Tensor) -> Tensor:
     """Draw one token.
 
-    logp:     (V,) float32 log-probabilities, forbidden tokens already at -inf
+    scores:   (V,) float32 logits or log-probabilities (same softmax), forbidden tokens at -inf
     history:  (win_size,) int64, the last generated tokens, -1 where fewer were generated
     uniforms: (2,) float32 in [0, 1), from :func:`draw_uniforms`
-    returns:  (1,) int64 token id on logp's device
+    returns:  (1,) int64 token id on scores' device
     """
-    probs = logp.softmax(dim=-1)
+    probs = scores.softmax(dim=-1)
     # The nucleus never holds more than top_k tokens, so the top_k largest (in descending order)
     # are all the sort the official rule needs.
     sorted_p, order = probs.topk(min(params.top_k, probs.shape[-1]))
