@@ -6,24 +6,19 @@ Every function raises ValueError with a message meant for the person at the brow
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from abapp.context import AppContext
 from abapp.state import PairState, Side
-from tts_core.constants import MAX_PROMPT_SECONDS, MAX_TEXT_CHARS, MIN_PROMPT_SECONDS
+from tts_core.audio import check_prompt_audio, load_audio
+from tts_core.constants import MAX_TEXT_CHARS
 from tts_core.options import SynthesisOptions
 
-FFMPEG_RATE = 24_000  # Hz: decoded rate of formats that go through ffmpeg
-FFMPEG_TIMEOUT_S = 30
-SILENCE_PEAK = 1e-3  # a prompt whose peak stays below this is treated as silent
 TOKEN_MODES = ("auto", "same", "separate")
 TOKEN_MODE_LABELS = (
     ("Auto: same tokens when only flow steps differ", "auto"),
@@ -44,57 +39,23 @@ Progress = Callable[[float, str], None]
 
 
 def read_prompt_audio(path: str | Path | None) -> tuple[np.ndarray, int]:
-    """(mono float32 audio, sample rate) of an uploaded or recorded prompt file, checked for use."""
+    """(mono float32 audio, sample rate) of an uploaded or recorded prompt file, checked for use.
+
+    Reading (libsndfile, ffmpeg for other containers) and the checks are the core's
+    (:func:`tts_core.audio.load_audio`, :func:`tts_core.audio.check_prompt_audio`), so the app
+    refuses exactly what the pipeline would, before any model work.
+    """
     if not path:
         raise ValueError("choose a voice prompt from the list, or upload / record one")
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        audio, rate = _decode_with_ffmpeg(Path(str(path)))
-    audio = np.asarray(audio, dtype=np.float32)
-    seconds = len(audio) / rate if rate else 0.0
-    if not np.isfinite(audio).all():
-        raise ValueError("the voice prompt contains invalid samples (NaN or infinity)")
-    if seconds < MIN_PROMPT_SECONDS:
+        audio, rate = load_audio(Path(str(path)))
+    except ValueError:
+        # The core's message names the temporary upload path; the listener knows the file by name.
         raise ValueError(
-            f"the voice prompt is only {seconds:.2f} s long; use 3-10 s of clear speech "
-            f"(at least {MIN_PROMPT_SECONDS:.0f} s)"
-        )
-    if seconds > MAX_PROMPT_SECONDS:
-        raise ValueError(f"the voice prompt is {seconds:.1f} s long; the limit is {MAX_PROMPT_SECONDS:.0f} s")
-    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
-        raise ValueError("the voice prompt is silent; record or upload 3-10 s of clear speech")
-    return audio, int(rate)
-
-
-def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """Formats libsndfile cannot read (m4a, webm recordings) through ffmpeg, as mono float32."""
-    unreadable = ValueError(f"could not read {path.name!r} as audio; upload a WAV, FLAC, OGG or MP3 file")
-    if shutil.which("ffmpeg") is None:
-        raise unreadable
-    cmd = [
-        "ffmpeg",
-        "-v",
-        "error",
-        "-nostdin",
-        "-i",
-        str(path),
-        "-f",
-        "f32le",
-        "-ac",
-        "1",
-        "-ar",
-        str(FFMPEG_RATE),
-        "pipe:1",
-    ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise unreadable from None
-    if proc.returncode != 0 or not proc.stdout:
-        raise unreadable
-    return np.frombuffer(proc.stdout, dtype="<f4").copy(), FFMPEG_RATE
+            f"could not read {Path(str(path)).name!r} as audio; upload a WAV, FLAC, OGG or MP3 file"
+        ) from None
+    check_prompt_audio(audio, rate)
+    return audio, rate
 
 
 def check_text(text: str | None) -> str:
