@@ -165,7 +165,8 @@ def approx_power(
     With k = 1 - m, D = score_v - k * score_base has listener variance m^2 sl^2 + sd^2, text
     variance m^2 st^2 and residual variance (1 + k^2) se^2. The estimate's spread is the true one;
     the test's spread is that of the bootstrap (residual counted BOOTSTRAP_RESIDUAL_FACTOR times,
-    normal quantile) or, for "cgm", the true one with the t quantile of min(L, T) - 1 df.
+    normal quantile) or, for "cgm", the true one with the t quantile of the harmonic-type df
+    1 / (1/(L-1) + 1/(T-1)), the floor of eval/cgm.py's rule that paired differences usually hit.
     """
     stats.check_method(method)
     c, k, n = components, 1.0 - margin, n_listeners * n_texts
@@ -176,7 +177,7 @@ def approx_power(
     mean_d = base_mos * (margin - true_drop)
     if method == stats.METHOD_CGM:
         var_test = var_true
-        quantile = sps.t.ppf(confidence, min(n_listeners, n_texts) - 1)
+        quantile = sps.t.ppf(confidence, 1.0 / (1.0 / (n_listeners - 1) + 1.0 / (n_texts - 1)))
     else:
         var_test = between + BOOTSTRAP_RESIDUAL_FACTOR * (1 + k**2) * resid / n
         quantile = sps.norm.ppf(confidence)

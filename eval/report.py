@@ -16,7 +16,7 @@ records it as ``method``, with a description of each statistic under ``methods``
 ``bootstrap`` (default) is the two-way cluster (pigeonhole) bootstrap of eval/stats.py, conservative
 (it counts the residual variance about three times); ``cgm`` is the analytic two-way cluster-robust
 variance of Cameron, Gelbach & Miller (2011), eval/cgm.py, with Student t bounds
-(df = min(listeners, texts) - 1). ``n_boot`` is null for ``cgm``.
+(df: the clamped Satterthwaite rule of eval/cgm.py). ``n_boot`` is null for ``cgm``.
 
 JSON fields per configuration (``configs`` list, baseline first):
 ``config, n_ratings, n_listeners, n_texts, mos`` (mean of all its scores), ``ci_low, ci_high``
@@ -68,7 +68,7 @@ METHODS_CGM: dict[str, str] = {
     **METHODS,
     "mos_ci": "two-way cluster-robust variance of the mean (Cameron, Gelbach & Miller 2011: "
     "V_listener + V_text - V_listener x text; max(V_listener, V_text) when not positive), Student t "
-    "interval with df = min(listeners, texts) - 1",
+    "interval with a Satterthwaite df clamped to [harmonic, min(listeners, texts) - 1]",
     "noninferiority": "one-sided t lower bound of D = score_v - (1 - margin) * score_base with the "
     "same two-way cluster-robust variance, on paired judgements (unpaired when too few pairs); ratio "
     "bound = (1 - margin) + D bound / MOS_base; pass iff bound > 1 - margin (iff D bound > 0)",

@@ -296,7 +296,7 @@ def noninferiority_test(
 
     ``method="cgm"`` (no ``rng``): ``d_lower = d - t_{df, confidence} * sqrt(V_d)``, V_d the
     two-way cluster-robust variance of d (eval/cgm.py; both configurations' ratings enter one
-    cluster sum, which keeps their correlation), df = min(listeners, texts) - 1. The ratio bound is
+    cluster sum, which keeps their correlation), df the clamped Satterthwaite rule of eval/cgm.py. The ratio bound is
     d's bound carried to the ratio scale, ``ratio_lower = k + d_lower / mean_base`` =
     ``(mean_v - t * se(d)) / mean_base``: the ratio the data support when MOS_base is taken as
     known. It is a first-order (delta-method, evaluated at ratio k) bound of the ratio, accurate

@@ -140,18 +140,26 @@ def test_cli_writes_json_matching_an_independent_computation(tmp_path):
     assert pair["config_x"] == BASE and pair["n"] == 48
 
 
-def _cgm_variance_by_groupby(frame: pd.DataFrame, column: str = "score") -> tuple[float, int]:
+def _cgm_variance_by_groupby(frame: pd.DataFrame, column: str = "score") -> tuple[float, float]:
     """CGM (2011) two-way variance of the mean of ``column``, written from the paper's formula with
-    pandas groupby: sum over clusters of (summed deviations / N)^2 times G / (G - 1)."""
+    pandas groupby: sum over clusters of (summed deviations / N)^2 times G / (G - 1); and its
+    Satterthwaite df (each part a scaled chi^2 with G - 1 df), clamped to
+    [1 / (1/(L-1) + 1/(T-1)), min(L, T) - 1] as eval/cgm.py documents."""
     dev = (frame[column] - frame[column].mean()) / len(frame)
 
-    def one_way(keys: list[str]) -> float:
+    def one_way(keys: list[str]) -> tuple[float, int]:
         sums = dev.groupby([frame[k] for k in keys]).sum()
-        return len(sums) / (len(sums) - 1) * float((sums**2).sum())
+        return len(sums) / (len(sums) - 1) * float((sums**2).sum()), len(sums)
 
-    v = one_way(["listener_id"]) + one_way(["text_id"]) - one_way(["listener_id", "text_id"])
-    v = v if v > 0 else max(one_way(["listener_id"]), one_way(["text_id"]))
-    return v, min(frame["listener_id"].nunique(), frame["text_id"].nunique()) - 1
+    (v_l, n_l), (v_t, n_t), (v_c, n_c) = (
+        one_way(["listener_id"]),
+        one_way(["text_id"]),
+        one_way(["listener_id", "text_id"]),
+    )
+    v = v_l + v_t - v_c
+    v = v if v > 0 else max(v_l, v_t)
+    satt = v**2 / (v_l**2 / (n_l - 1) + v_t**2 / (n_t - 1) + v_c**2 / (n_c - 1))
+    return v, min(max(satt, 1 / (1 / (n_l - 1) + 1 / (n_t - 1))), min(n_l, n_t) - 1)
 
 
 def test_cli_method_cgm_matches_the_formula_and_is_recorded(tmp_path, capsys):
