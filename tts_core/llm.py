@@ -46,17 +46,31 @@ class LLMConfig:
         return cfg
 
 
-def length_rules(n_text: int, options: SynthesisOptions) -> tuple[int, int, list[int]]:
-    """(min_len, max_len, tokens forbidden before min_len) for a segment of ``n_text`` text tokens.
+@dataclass(frozen=True)
+class DecodePlan:
+    """Lengths and sampling settings of one segment's decode (shared by both decoders)."""
 
-    Official rule: eos (6561) is forbidden before ``min_token_text_ratio * n_text`` tokens (6562
-    and 6563 are not), and decoding stops after ``max_token_text_ratio * n_text``. With
-    ``fixed_tokens`` every stop token is forbidden and exactly that many tokens are made.
+    min_len: int  # tokens before which ``forbidden_early`` are masked
+    max_len: int  # decoding stops after this many tokens
+    forbidden_early: list[int]
+    sampling: SamplingParams
+
+
+def decode_plan(text_ids: Tensor, options: SynthesisOptions) -> DecodePlan:
+    """The official length rule for a segment of ``text_ids`` (ValueError when it is empty).
+
+    eos (6561) is forbidden before ``min_token_text_ratio * n_text`` tokens (6562 and 6563 are
+    not), and decoding stops after ``max_token_text_ratio * n_text``. With ``fixed_tokens`` every
+    stop token is forbidden and exactly that many tokens are made.
     """
+    n_text = int(text_ids.numel())
+    if n_text == 0:
+        raise ValueError("text is empty after tokenisation")
+    sampling = SamplingParams(options.top_p, options.top_k, options.win_size, options.tau_r)
     if options.fixed_tokens is not None:
-        return options.fixed_tokens, options.fixed_tokens, list(STOP_TOKENS)
+        return DecodePlan(options.fixed_tokens, options.fixed_tokens, list(STOP_TOKENS), sampling)
     min_len = int(n_text * options.min_token_text_ratio)
-    return min_len, max(1, int(n_text * options.max_token_text_ratio)), [EOS_TOKEN]
+    return DecodePlan(min_len, max(1, int(n_text * options.max_token_text_ratio)), [EOS_TOKEN], sampling)
 
 
 class SpeechLM(nn.Module):
@@ -123,11 +137,8 @@ class SpeechLM(nn.Module):
         ``stop_check_every`` tokens; tokens drawn after a stop are discarded.
         """
         device = self.llm_decoder.weight.device
-        n_text = int(text_ids.numel())
-        if n_text == 0:
-            raise ValueError("text is empty after tokenisation")
-        min_len, max_len, forbidden_early = length_rules(n_text, options)
-        params = SamplingParams(options.top_p, options.top_k, options.win_size, options.tau_r)
+        plan = decode_plan(text_ids, options)
+        min_len, max_len, params = plan.min_len, plan.max_len, plan.sampling
 
         embeds = self.prefill_embeddings(text_ids.long(), prompt_text_ids.long(), prompt_speech_tokens.long())
         cache = self.new_cache(embeds.shape[1] + max_len)
@@ -135,7 +146,7 @@ class SpeechLM(nn.Module):
         position = embeds.shape[1]
 
         early_mask = torch.zeros(self.cfg.speech_token_size + 3, device=device)
-        early_mask[forbidden_early] = float("-inf")
+        early_mask[plan.forbidden_early] = float("-inf")
         uniforms = draw_uniforms(max_len, generator, device)
         tokens = torch.full((max_len,), -1, dtype=torch.long, device=device)
         history = torch.full((options.win_size,), -1, dtype=torch.long, device=device)

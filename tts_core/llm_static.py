@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .llm import SpeechLM, length_rules
+from .llm import SpeechLM, decode_plan
 from .options import SynthesisOptions
 from .qwen2 import KVCache, apply_rotary
 from .sampling import SamplingParams, draw_uniforms, ras_sample
@@ -235,10 +235,13 @@ class StaticDecoder:
         stop_check_every: int = 1,
     ) -> Tensor:
         """Same contract and randomness as :meth:`SpeechLM.generate` -> (L,) int64 on the device."""
-        if text_ids.numel() == 0:
-            raise ValueError("text is empty after tokenisation")
-        min_len, max_len, forbidden_early = length_rules(int(text_ids.numel()), options)
-        params = SamplingParams(options.top_p, options.top_k, options.win_size, options.tau_r)
+        plan = decode_plan(text_ids, options)
+        min_len, max_len, forbidden_early, params = (
+            plan.min_len,
+            plan.max_len,
+            plan.forbidden_early,
+            plan.sampling,
+        )
         lm = self.lm
         embeds = lm.prefill_embeddings(text_ids.long(), prompt_text_ids.long(), prompt_speech_tokens.long())
         n_prefill = embeds.shape[1]
