@@ -176,7 +176,7 @@ def result_markdown(name: str, result, options: SynthesisOptions, shared_tokens:
         f"**{name}: {options.label()}** · seed {options.seed}",
         f"RTF **{result.rtf:.3f}** ({result.duration:.2f} s of audio in {t.total:.2f} s)",
         f"LLM {t.llm * 1000:.0f} ms · flow {t.flow * 1000:.0f} ms · vocoder {t.vocoder * 1000:.0f} ms",
-        f"ran: {result.dtype_ran} · {result.backend} · {result.device}",
+        f"ran: {result.dtype_ran} · LLM {result.llm_backend} · flow {result.backend} · {result.device}",
     ]
     if shared_tokens:
         lines.append("speech tokens shared with the other side (LLM time counted on both)")

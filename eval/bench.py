@@ -101,6 +101,7 @@ class RunRecord:
     audio_s: float
     dtype_ran: str
     backend_ran: str
+    llm_backend_ran: str
 
 
 def _one_run(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | None, run: int) -> RunRecord:
@@ -123,6 +124,7 @@ def _one_run(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | N
         audio_s=res.duration,
         dtype_ran=res.dtype_ran,
         backend_ran=res.backend,
+        llm_backend_ran=res.llm_backend,
     )
 
 
@@ -131,6 +133,7 @@ def _summarise(config: BenchConfig, runs: list[RunRecord], probe: MemoryProbe, p
         "label": config.label,
         "backend": config.backend,
         "backend_ran": "+".join(sorted({r.backend_ran for r in runs})),
+        "llm_backend_ran": "+".join(sorted({r.llm_backend_ran for r in runs})),
         "dtype": config.dtype,
         "dtype_ran": "+".join(sorted({r.dtype_ran for r in runs})),
         "flow_steps": config.flow_steps,
@@ -227,7 +230,7 @@ def format_table(summaries: list[dict]) -> str:
         rows.append(
             (
                 c["label"],
-                f"{c['dtype_ran']}/{c['backend_ran']}",
+                f"{c['dtype_ran']}/{c['llm_backend_ran']}/{c['backend_ran']}",
                 _cell(s["llm_tokens_per_s"], 1),
                 _cell(s["llm_s"], 3),
                 _cell(s["flow_s"], 3),
@@ -247,7 +250,9 @@ def _summary_rows(summaries: list[dict]) -> list[dict]:
     for c in summaries:
         row = {
             k: c[k]
-            for k in ("label", "backend", "backend_ran", "dtype", "dtype_ran", "flow_steps", "n_tokens")
+            for k in (
+                "label", "backend", "backend_ran", "llm_backend_ran", "dtype", "dtype_ran", "flow_steps", "n_tokens",
+            )  # fmt: skip
         }
         for metric, stat in c["stats"].items():
             row.update({f"{metric}_{k}": v for k, v in stat.items()})
@@ -321,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--llm_backend",
         default="auto",
-        choices=["auto", "eager", "cuda-graph", "cuda-graph-compiled"],
-        help="LLM decode path, passed to load_pipeline",
+        help="LLM decode path, passed to load_pipeline (auto, eager, cuda-graph, cuda-graph-compiled, "
+        "cuda-graph-triton)",
     )
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per configuration")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs per configuration")

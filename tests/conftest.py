@@ -11,6 +11,11 @@ import torch
 
 # Parity tests read the official reference vectors from here; override with this variable.
 REFERENCE_ENV = "COSYVOICE2_REFERENCE_DIR"
+
+# Without a GPU the Triton decode kernels run under Triton's CPU interpreter. Set before any test
+# imports a kernel module (triton reads it when a kernel is defined); a CUDA machine compiles them.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 

@@ -113,9 +113,12 @@ def test_backend_that_cannot_run_is_refused(good_dir, backend, reason):
         load_pipeline(good_dir, device="cpu", backend=backend)
 
 
-def test_llm_backend_needs_cuda(good_dir):
+@pytest.mark.parametrize("llm_backend", ["cuda-graph", "cuda-graph-compiled", "cuda-graph-triton"])
+def test_llm_backend_needs_cuda(good_dir, llm_backend):
     with pytest.raises(ValueError, match="CUDA"):
-        load_pipeline(good_dir, device="cpu", llm_backend="cuda-graph")
+        load_pipeline(good_dir, device="cpu", llm_backend=llm_backend)
+    with pytest.raises(ValueError, match="one of"):
+        load_pipeline(good_dir, device="cpu", llm_backend="fastest")
 
 
 def test_info_names_what_runs_and_warmup(good_dir):

@@ -89,6 +89,7 @@ def test_same_tokens_two_flow_settings(pipe, prompt):
     assert all(torch.equal(a, b) for a, b in zip(ten.speech_tokens, five.speech_tokens))
     assert ten.mel.shape == five.mel.shape and not torch.equal(ten.mel, five.mel)
     assert ten.timings.llm == five.timings.llm == tokens.llm_seconds
+    assert tokens.llm_backend == ten.llm_backend == "eager"  # what "auto" means on a CPU
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

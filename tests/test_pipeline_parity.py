@@ -54,7 +54,7 @@ def test_fp32_mel_matches_official(pipe, load_ref, case, steps):
     assert result.mel.shape == ref.shape
     assert np.abs(result.mel.numpy() - ref).max() < FP32_MEL_ATOL
     assert result.audio.shape == (ref.shape[1] * 480,)
-    assert result.dtype_ran == "float32" and result.backend == "torch"
+    assert result.dtype_ran == "float32" and result.backend == "torch" and result.llm_backend == "none"
 
 
 @pytest.mark.parametrize("dtype, case", [("bfloat16", "bf16_cast_n10"), ("float16", "fp16_cast_n10")])

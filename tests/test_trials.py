@@ -174,7 +174,7 @@ class FakePipeline:
 
     def generate_tokens(self, text, prompt, options):
         self.calls["llm"] += 1
-        return GeneratedTokens((torch.arange(5),), (text,), 0.1, options.dtype, options)
+        return GeneratedTokens((torch.arange(5),), (text,), 0.1, options.dtype, options, "eager")
 
     def tokens_to_audio(self, tokens, prompt, options):
         self.calls["flow"] += 1
@@ -187,6 +187,7 @@ class FakePipeline:
             options,
             options.dtype,
             "torch",
+            "eager",
             "cpu",
         )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,9 @@ from .options import SynthesisOptions
 from .qwen2 import KVCache, apply_rotary
 from .sampling import SamplingParams, draw_uniforms, ras_sample
 
+if TYPE_CHECKING:
+    from .triton_backbone import KernelTuning
+
 # KV capacities (positions) a decoder is built for: few distinct shapes, so few compilations and
 # graphs. Attention reads the whole capacity each step (masked), which costs little at these sizes.
 CAPACITY_LADDER = (1024, 4096, 16384)
@@ -39,6 +43,7 @@ WARMUP_STEPS = 2  # eager steps on a side stream before capture (lazy CUDA init,
 # Decode steps per captured graph. Measured on an H100 (bf16, 250 tokens): 1.50 / 1.52 / 1.54 ms
 # per token for 1 / 4 / 8 steps per graph: replay overhead is not what limits decoding.
 STEPS_PER_GRAPH = 1
+STEP_KINDS = ("torch", "compiled", "triton")
 
 
 @dataclass
@@ -58,6 +63,7 @@ class _DecodeState:
     tau_r: Tensor  # (1,) float32
     key_positions: Tensor  # (capacity,) int64 0..capacity-1
     inv_freq: Tensor  # (head_dim/2,) float32 rotary frequencies
+    scores: Tensor  # (V,) float32 speech logits (written by the Triton step's head)
     graph: torch.cuda.CUDAGraph | None = None
 
     @property
@@ -83,6 +89,7 @@ def _new_state(lm: SpeechLM, capacity: int, win_size: int) -> _DecodeState:
         tau_r=torch.zeros(1, device=dev),
         key_positions=torch.arange(capacity, device=dev),
         inv_freq=1.0 / (q.rope_theta ** (torch.arange(0, q.head_dim, 2, device=dev).float() / q.head_dim)),
+        scores=torch.zeros(n_vocab, device=dev),
     )
 
 
@@ -164,37 +171,92 @@ def _backbone_step(lm: SpeechLM, st: _DecodeState, x: Tensor, fused: list[_Fused
     return backbone.norm(x)[:, -1]
 
 
-def _decode_step(lm: SpeechLM, st: _DecodeState, params: SamplingParams, fused: list[_FusedLayer]) -> None:
-    """Sample the token at st.step from st.hidden, record it, and run it through the backbone."""
-    scores = lm.llm_decoder(st.hidden)[0].float()  # softmax(logits) = softmax(log_softmax(logits))
+def _sample_token(lm: SpeechLM, st: _DecodeState, params: SamplingParams, scores: Tensor) -> Tensor:
+    """Sample the token at st.step from ``scores`` (V,) float32 logits and record it -> (1,) int64."""
     scores = torch.where(st.step < st.min_len, scores + st.early_mask, scores)
     # Device tensors for the values that change between calls, so one graph serves them all.
     live = SamplingParams(st.top_p, params.top_k, params.win_size, st.tau_r)  # type: ignore[arg-type]
     token = ras_sample(scores, st.history, live, st.uniforms.index_select(0, st.step)[0])
     st.tokens.index_copy_(0, st.step, token)
     st.history.copy_(torch.cat([st.history[1:], token]))
+    return token
+
+
+def _decode_step(lm: SpeechLM, st: _DecodeState, params: SamplingParams, fused: list[_FusedLayer]) -> None:
+    """Sample the token at st.step from st.hidden, record it, and run it through the backbone."""
+    scores = lm.llm_decoder(st.hidden)[0].float()  # softmax(logits) = softmax(log_softmax(logits))
+    token = _sample_token(lm, st, params, scores)
     st.hidden.copy_(_backbone_step(lm, st, lm.speech_embedding(token).unsqueeze(0), fused))
     st.pos.add_(1)
     st.step.add_(1)
 
 
+def _sample_and_embed(lm: SpeechLM, st: _DecodeState, params: SamplingParams) -> Tensor:
+    """The torch part of a Triton step: sample from st.scores -> the token's embedding (H,)."""
+    return lm.speech_embedding(_sample_token(lm, st, params, st.scores))[0]
+
+
 class StaticDecoder:
     """Decodes with fixed-shape steps; captures them as CUDA graphs on CUDA devices.
+
+    ``step_kind`` is how one step runs: "torch" (plain torch ops), "compiled" (the same step
+    through torch.compile, which fuses its element-wise work) or "triton" (the backbone and the
+    speech head as fused Triton kernels, :mod:`tts_core.triton_backbone`, and the sampler
+    compiled; CUDA, or Triton's interpreter in the tests).
+
+    ``tuning`` sets the Triton kernels' launch shapes (None: the defaults, tuned on an H100).
 
     One instance per SpeechLM copy (per dtype). Not thread-safe: the pipeline serialises calls.
     """
 
-    def __init__(self, lm: SpeechLM, use_graphs: bool | None = None, compile_step: bool = False) -> None:
+    def __init__(
+        self,
+        lm: SpeechLM,
+        use_graphs: bool | None = None,
+        step_kind: str = "torch",
+        tuning: KernelTuning | None = None,
+    ) -> None:
+        if step_kind not in STEP_KINDS:
+            raise ValueError(f"step_kind must be one of {STEP_KINDS}, got {step_kind!r}")
         self.lm = lm
         device = lm.llm_decoder.weight.device
         self.use_graphs = device.type == "cuda" if use_graphs is None else use_graphs
         self._fused = fuse_projections(lm)
+        self._triton = None
+        if step_kind == "triton":
+            from .triton_backbone import TritonBackbone, speech_logits  # imports triton
+
+            self._speech_logits = speech_logits
+            self._triton = TritonBackbone(
+                lm.backbone,
+                [f.qkv_weight for f in self._fused],
+                [f.qkv_bias for f in self._fused],
+                [f.gate_up_weight for f in self._fused],
+                tuning,
+            )
+            # Only the sampler is left to torch; compiling it fuses its ~20 small kernels (CUDA).
+            sample = _sample_and_embed
+            self._sample = (
+                torch.compile(sample, fullgraph=True, dynamic=False) if device.type == "cuda" else sample
+            )
         # torch.compile fuses the many small elementwise kernels of a step (norms, rotary,
         # sampling); the compiled step is then captured in the same CUDA graph.
-        self._step = (
-            torch.compile(_decode_step, fullgraph=True, dynamic=False) if compile_step else _decode_step
+        self._torch_step = (
+            torch.compile(_decode_step, fullgraph=True, dynamic=False)
+            if step_kind == "compiled"
+            else _decode_step
         )
         self._states: OrderedDict[tuple[int, int, int], _DecodeState] = OrderedDict()
+
+    def _step(self, st: _DecodeState, params: SamplingParams) -> None:
+        """One decode step: sample the token at st.step, feed it, advance pos and step."""
+        if self._triton is None:
+            self._torch_step(self.lm, st, params, self._fused)
+            return
+        head = self.lm.llm_decoder
+        self._speech_logits(head.weight, head.bias, st.hidden[0], st.scores, self._triton.tuning)
+        x = self._sample(self.lm, st, params)
+        self._triton.step(x, st.pos, st.step, st.cache, st.inv_freq, st.hidden[0])
 
     def _state(self, capacity: int, params: SamplingParams) -> _DecodeState:
         key = (capacity, params.win_size, params.top_k)
@@ -216,12 +278,12 @@ class StaticDecoder:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.inference_mode():
             for _ in range(WARMUP_STEPS):
-                self._step(self.lm, st, params, self._fused)
+                self._step(st, params)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph):
             for _ in range(STEPS_PER_GRAPH):
-                self._step(self.lm, st, params, self._fused)
+                self._step(st, params)
         st.graph = graph
 
     @torch.inference_mode()
@@ -273,7 +335,7 @@ class StaticDecoder:
             if st.graph is not None:
                 st.graph.replay()
             else:
-                self._step(lm, st, params, self._fused)
+                self._step(st, params)
             made, calls = min(made + per_call, max_len), calls + 1
             if calls % check_every == 0 or made == max_len:
                 stops = (st.tokens[:made] >= lm.cfg.speech_token_size).nonzero()

@@ -49,7 +49,7 @@ class PipelineInfo:
     device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"
     random_weights: bool  # a random-weight model (demo/tests): the audio is not speech
     backend: str  # flow estimator backend of float32 ("torch", "torch-cudagraph", "tensorrt")
-    llm_backend: str  # "eager", "cuda-graph" or "cuda-graph-compiled"
+    llm_backend: str  # LLM decoder of float32 (each result records the one that ran for its dtype)
     dtypes: tuple[str, ...]  # dtypes that run on this device
     missing_frontend: tuple[str, ...]  # frontend files absent from the model dir
 
@@ -115,7 +115,8 @@ class Pipeline:
         dtype_ran, warning = resolve_dtype(self._device, options.dtype)
         if warning:
             log.warning(warning)
-        decode = self._copies.get(dtype_ran).generate
+        models = self._copies.get(dtype_ran)
+        decode = models.generate
         zero_shot = prompt.mode == "zero_shot"
         prompt_text = prompt.text_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
         prompt_speech = prompt.speech_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
@@ -137,7 +138,7 @@ class Pipeline:
                 out.append(tokens.cpu())
             synchronize(dev)
             seconds = time.perf_counter() - start
-        return GeneratedTokens(tuple(out), texts, seconds, dtype_ran, options)
+        return GeneratedTokens(tuple(out), texts, seconds, dtype_ran, options, models.llm_backend)
 
     def _segment_text(self, text: str | Sequence[int]) -> tuple[list[list[int]], tuple[str, ...]]:
         if not isinstance(text, str):
@@ -177,6 +178,7 @@ class Pipeline:
         on identical tokens. The result's LLM time is that of ``tokens`` when it is GeneratedTokens.
         """
         segments, llm_seconds, warnings = self._token_segments(tokens)
+        llm_backend = tokens.llm_backend if isinstance(tokens, GeneratedTokens) else "none"
         dtype_ran, warning = resolve_dtype(self._device, options.dtype)
         if warning:
             warnings.append(warning)
@@ -217,6 +219,7 @@ class Pipeline:
             options=options,
             dtype_ran=dtype_ran,
             backend=backend.name,
+            llm_backend=llm_backend,
             device=self._device.label,
             warnings=tuple(warnings),
         )
@@ -302,8 +305,9 @@ def load_pipeline(
     device: "cpu", "cuda", "cuda:1" ...; default CUDA when available.
     backend: flow estimator backend: "auto" (TensorRT when it imports on CUDA, else CUDA graphs on
         CUDA, else plain torch), "torch", "torch-cudagraph" or "tensorrt".
-    llm_backend: "auto" (compiled CUDA-graph decoding on CUDA, eager on CPU), "eager",
-        "cuda-graph" or "cuda-graph-compiled".
+    llm_backend: "auto" (on CUDA: fused Triton kernels in CUDA graphs for float16/bfloat16 when
+        Triton imports, the compiled torch step in CUDA graphs for float32; eager on CPU), "eager",
+        "cuda-graph", "cuda-graph-compiled" or "cuda-graph-triton".
     require_frontend: raise when speech_tokenizer_v2.onnx / campplus.onnx / tokenizer files are
         missing. Otherwise a directory without them still loads (token-level work, parity tests)
         and the methods that need them raise an error naming the file.

@@ -23,6 +23,9 @@ class GeneratedTokens:
     llm_seconds: float  # wall time of the LLM, device synchronised
     dtype_ran: str  # dtype the LLM actually ran in
     options: SynthesisOptions
+    llm_backend: (
+        str  # decoder that made them: "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton"
+    )
 
     @property
     def n_tokens(self) -> int:
@@ -58,6 +61,7 @@ class SynthesisResult:
     options: SynthesisOptions  # the options as requested
     dtype_ran: str  # dtype LLM/flow actually ran in (differs from options.dtype only with a warning)
     backend: str  # flow estimator backend that ran: "torch", "torch-cudagraph", "tensorrt"
+    llm_backend: str  # LLM decoder that made the tokens; "none" when token ids were passed in
     device: str  # e.g. "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"
     sample_rate: int = SAMPLE_RATE
     warnings: tuple[str, ...] = field(default_factory=tuple)

@@ -24,7 +24,17 @@ from .llm_static import StaticDecoder
 from .loading import LoadedModels
 from .options import torch_dtype
 
-LLM_BACKENDS = ("auto", "eager", "cuda-graph", "cuda-graph-compiled")
+LLM_BACKENDS = ("auto", "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton")
+_STEP_KIND = {"cuda-graph": "torch", "cuda-graph-compiled": "compiled", "cuda-graph-triton": "triton"}
+
+
+def triton_missing() -> str | None:
+    """None when Triton imports, else why not (the Triton LLM backend needs it)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:
+        return f"triton does not import ({exc})"
+    return None
 
 
 @dataclass
@@ -35,7 +45,7 @@ class DtypeModels:
     llm: SpeechLM
     flow: FlowModel
     generate: Callable[..., torch.Tensor]  # SpeechLM.generate's signature
-    llm_backend: str  # "eager", "cuda-graph" or "cuda-graph-compiled"
+    llm_backend: str  # one of LLM_BACKENDS other than "auto"
     flow_backend: FlowBackend
 
 
@@ -54,14 +64,12 @@ class ModelCopies:
             raise ValueError(f"llm_backend must be one of {LLM_BACKENDS}, got {llm_backend!r}")
         if llm_backend.startswith("cuda-graph") and not device.is_cuda:
             raise ValueError(f"llm_backend {llm_backend!r} needs a CUDA device, not {device.label}")
+        if llm_backend == "cuda-graph-triton" and triton_missing() is not None:
+            raise ValueError(f"llm_backend 'cuda-graph-triton' needs Triton: {triton_missing()}")
         self._models = models
         self._device = device
         self._flow_backend = flow_backend
-        # torch.compile fuses the decode step (about 2x faster on an H100) but compiles for
-        # ~30 s per dtype on first use; "auto" takes it on CUDA.
-        self._llm_backend = (
-            ("cuda-graph-compiled" if device.is_cuda else "eager") if llm_backend == "auto" else llm_backend
-        )
+        self._llm_backend = llm_backend
         self._estimator_onnx = estimator_onnx
         self._lock = threading.RLock()
         self._copies: dict[str, DtypeModels] = {}
@@ -79,11 +87,31 @@ class ModelCopies:
             target = torch_dtype(dtype)
             llm = copy.deepcopy(self._models.llm).to(target)
             flow = copy.deepcopy(self._models.flow).to(target)
-        if self._llm_backend == "eager":
+        llm_backend = self._resolve_llm_backend(dtype, llm)
+        if llm_backend == "eager":
             generate = llm.generate
         else:
-            generate = StaticDecoder(llm, compile_step=self._llm_backend == "cuda-graph-compiled").generate
+            generate = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend]).generate
         backend = select_estimator_backend(
             flow, self._device.torch, self._flow_backend, self._estimator_onnx, None
         )
-        return DtypeModels(dtype, llm, flow, generate, self._llm_backend, backend)
+        return DtypeModels(dtype, llm, flow, generate, llm_backend, backend)
+
+    def _resolve_llm_backend(self, dtype: str, llm: SpeechLM) -> str:
+        """What "auto" means for one dtype; explicit choices are kept.
+
+        On CUDA, float16/bfloat16 take the fused Triton kernels (about 2x the tokens/s of the
+        compiled torch step on an H100, see BENCHMARKS.md) when Triton imports and supports the
+        model; float32 takes the compiled torch step, whose tokens equal the eager decoder's.
+        The compiled step costs ~30-50 s of compilation per dtype on first use.
+        """
+        if self._llm_backend != "auto":
+            return self._llm_backend
+        if not self._device.is_cuda:
+            return "eager"
+        if dtype != "float32" and triton_missing() is None:
+            from .triton_backbone import triton_supports
+
+            if triton_supports(llm.backbone) is None:
+                return "cuda-graph-triton"
+        return "cuda-graph-compiled"
