@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -50,6 +52,26 @@ def resolve_device(name: str | None) -> DeviceInfo:
     if dev.type != "cpu":
         raise ValueError(f"device type {dev.type!r} is not supported (use cpu or cuda)")
     return DeviceInfo(dev, "cpu")
+
+
+@contextmanager
+def tf32_convolutions(device: DeviceInfo) -> Iterator[None]:
+    """cuDNN convolutions in TF32 inside the block on CUDA (restored after); no effect elsewhere.
+
+    For the HiFT vocoder only: TF32 convolutions are torch's default and so what the official
+    vocoder runs on Ampere and later GPUs, the vocoder is float32 and shared by every configuration
+    an A/B test compares, and it is 1.2x faster (measured on an H100: 19.3 -> 16.1 ms for 10 s of
+    audio, waveform within 5e-5 of IEEE float32). LLM and flow keep IEEE float32.
+    """
+    if not device.is_cuda:
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
 
 
 @cache

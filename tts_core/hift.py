@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 from torch import Tensor, nn
@@ -183,8 +184,22 @@ class Snake(nn.Module):
         self.alpha = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.is_cuda and x.dtype == torch.float32 and not torch.is_grad_enabled():
+            fused = _fused_snake()
+            if fused is not None:
+                return fused(x, self.alpha, SNAKE_EPS)
         alpha = self.alpha[None, :, None]
         return x + (1.0 / (alpha + SNAKE_EPS)) * torch.sin(x * alpha).pow(2)
+
+
+@cache
+def _fused_snake():
+    """The one-kernel Snake of :mod:`tts_core.snake_kernel` (inference on CUDA), None without Triton."""
+    try:
+        from .snake_kernel import snake
+    except ImportError:
+        return None
+    return snake
 
 
 class ResBlock(nn.Module):

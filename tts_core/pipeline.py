@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .constants import MAX_TEXT_CHARS
-from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize
+from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
 from .estimators import BACKEND_CHOICES
 from .frontend import SpeechFrontend
 from .loading import LoadedModels, load_models
@@ -204,7 +204,8 @@ class Pipeline:
                     mel = F.interpolate(mel, size=new_len, mode="linear")
                 synchronize(dev)
                 t1 = time.perf_counter()
-                wav = self._models.hift(mel.float(), generator)
+                with tf32_convolutions(self._device):
+                    wav = self._models.hift(mel.float(), generator)
                 synchronize(dev)
                 t2 = time.perf_counter()
                 flow_s += t1 - t0
