@@ -57,7 +57,7 @@ def _close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
 # runs them too, only slower).
 TINY_TUNING = KernelTuning(
     qkv_half_block=8, qkv_block_k=64, o_block_n=16, o_block_k=64, gate_up_block_n=32, gate_up_block_k=64,
-    down_block_n=16, down_block_k=128, head_block_n=256, head_block_k=64, attention_block_l=32,
+    down_block_n=16, down_block_k=128, head_block_n=256, head_block_k=64, attention_block_l=32, attention_splits=2,
 )  # fmt: skip
 
 # Small attention tiles and 4 splits: several tiles per split, and a split with no keys.

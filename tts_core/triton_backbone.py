@@ -25,20 +25,21 @@ from .qwen2 import KVCache, Qwen2Model
 class KernelTuning:
     """Launch shapes per kernel: output rows per program, reduction chunk, warps (picked on an H100)."""
 
-    # Defaults: the fastest of a sweep on an H100 (bf16, full size; BENCHMARKS.md), each kernel
-    # timed in a CUDA graph cycling through distinct weights so that L2 does not flatter it.
+    # Defaults: the fastest shapes of `python -m eval.bench_kernels` on an H100 (bf16, released
+    # sizes; BENCHMARKS.md): each kernel timed in CUDA graphs cycling through distinct weights so
+    # that the L2 cache does not flatter it.
     qkv_half_block: int = 2  # columns of each head half per program
-    qkv_block_k: int = 256
-    qkv_warps: int = 4
+    qkv_block_k: int = 128
+    qkv_warps: int = 8
     attention_block_l: int = 64  # keys per loop iteration
-    attention_splits: int = 8  # programs per head over the keys (> 1 adds a merge kernel)
+    attention_splits: int = 16  # programs per head over the keys (> 1 adds a merge kernel)
     attention_warps: int = 4
     o_block_n: int = 4
-    o_block_k: int = 512
-    o_warps: int = 2
-    gate_up_block_n: int = 4
+    o_block_k: int = 128
+    o_warps: int = 8
+    gate_up_block_n: int = 1
     gate_up_block_k: int = 512
-    gate_up_warps: int = 8
+    gate_up_warps: int = 2
     down_block_n: int = 1
     down_block_k: int = 512
     down_warps: int = 8
