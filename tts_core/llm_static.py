@@ -235,9 +235,10 @@ class StaticDecoder:
                 tuning,
             )
             # Only the sampler is left to torch; compiling it fuses its ~20 small kernels (CUDA).
-            sample = _sample_and_embed
             self._sample = (
-                torch.compile(sample, fullgraph=True, dynamic=False) if device.type == "cuda" else sample
+                torch.compile(_sample_and_embed, fullgraph=True, dynamic=False)
+                if device.type == "cuda"
+                else _sample_and_embed
             )
         # torch.compile fuses the many small elementwise kernels of a step (norms, rotary,
         # sampling); the compiled step is then captured in the same CUDA graph.
