@@ -44,6 +44,30 @@ def _normed_chunk(x_ptr, ln_ptr, offs, mask, r):
 
 
 @triton.jit
+def _normed_gemv_pair(
+    x_ptr, ln_ptr, w_ptr, rows_a, rows_b, rmask, eps,
+    H: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """W[rows_a] . RMSNorm(x) and W[rows_b] . RMSNorm(x), float32 sums, in one pass over x.
+
+    w_ptr: (rows, H) row-major; rows_a / rows_b: (BLOCK_N,) row indices; rmask: (BLOCK_N,) valid rows.
+    """
+    r = _rms_scale(x_ptr, eps, H, BLOCK_H)
+    acc_a = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    acc_b = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    for k0 in range(0, H, BLOCK_K):
+        offs = k0 + tl.arange(0, BLOCK_K)
+        kmask = offs < H
+        h = _normed_chunk(x_ptr, ln_ptr, offs, kmask, r)
+        m = rmask[:, None] & kmask[None, :]
+        wa = tl.load(w_ptr + rows_a[:, None] * H + offs[None, :], mask=m, other=0.0)
+        wb = tl.load(w_ptr + rows_b[:, None] * H + offs[None, :], mask=m, other=0.0)
+        acc_a += wa.to(tl.float32) * h[None, :]
+        acc_b += wb.to(tl.float32) * h[None, :]
+    return tl.sum(acc_a, axis=1), tl.sum(acc_b, axis=1)
+
+
+@triton.jit
 def norm_qkv_rope_kernel(
     x_ptr,  # (H,) residual stream
     ln_ptr,  # (H,) input_layernorm weight
@@ -75,20 +99,12 @@ def norm_qkv_rope_kernel(
     rows_lo = head * HEAD_DIM + cols
     rows_hi = rows_lo + half
 
-    r = _rms_scale(x_ptr, eps, H, BLOCK_H)
-    acc_lo = tl.zeros([HALF_BLOCK, BLOCK_K], dtype=tl.float32)
-    acc_hi = tl.zeros([HALF_BLOCK, BLOCK_K], dtype=tl.float32)
-    for k0 in range(0, H, BLOCK_K):
-        offs = k0 + tl.arange(0, BLOCK_K)
-        kmask = offs < H
-        h = _normed_chunk(x_ptr, ln_ptr, offs, kmask, r)
-        w_lo = tl.load(w_ptr + rows_lo[:, None] * H + offs[None, :], mask=kmask[None, :], other=0.0)
-        w_hi = tl.load(w_ptr + rows_hi[:, None] * H + offs[None, :], mask=kmask[None, :], other=0.0)
-        acc_lo += w_lo.to(tl.float32) * h[None, :]
-        acc_hi += w_hi.to(tl.float32) * h[None, :]
+    sum_lo, sum_hi = _normed_gemv_pair(
+        x_ptr, ln_ptr, w_ptr, rows_lo, rows_hi, cols < half, eps, H, BLOCK_H, HALF_BLOCK, BLOCK_K
+    )
     dt = q_ptr.dtype.element_ty
-    lo = (tl.sum(acc_lo, axis=1) + tl.load(b_ptr + rows_lo).to(tl.float32)).to(dt).to(tl.float32)
-    hi = (tl.sum(acc_hi, axis=1) + tl.load(b_ptr + rows_hi).to(tl.float32)).to(dt).to(tl.float32)
+    lo = (sum_lo + tl.load(b_ptr + rows_lo).to(tl.float32)).to(dt).to(tl.float32)
+    hi = (sum_hi + tl.load(b_ptr + rows_hi).to(tl.float32)).to(dt).to(tl.float32)
 
     pos = tl.load(pos_ptr)
     if head < N_Q_HEADS + N_KV_HEADS:  # queries and keys are rotated, values are not
@@ -236,21 +252,12 @@ def norm_gate_up_silu_kernel(
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < INTERMEDIATE
-    r = _rms_scale(x_ptr, eps, H, BLOCK_H)
-    acc_g = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    acc_u = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    for k0 in range(0, H, BLOCK_K):
-        offs = k0 + tl.arange(0, BLOCK_K)
-        kmask = offs < H
-        h = _normed_chunk(x_ptr, ln_ptr, offs, kmask, r)
-        m = rmask[:, None] & kmask[None, :]
-        wg = tl.load(w_ptr + rows[:, None] * H + offs[None, :], mask=m, other=0.0)
-        wu = tl.load(w_ptr + (rows[:, None] + INTERMEDIATE) * H + offs[None, :], mask=m, other=0.0)
-        acc_g += wg.to(tl.float32) * h[None, :]
-        acc_u += wu.to(tl.float32) * h[None, :]
+    sum_g, sum_u = _normed_gemv_pair(
+        x_ptr, ln_ptr, w_ptr, rows, rows + INTERMEDIATE, rmask, eps, H, BLOCK_H, BLOCK_N, BLOCK_K
+    )
     dt = out_ptr.dtype.element_ty
-    g = tl.sum(acc_g, axis=1).to(dt).to(tl.float32)
-    u = tl.sum(acc_u, axis=1).to(dt).to(tl.float32)
+    g = sum_g.to(dt).to(tl.float32)
+    u = sum_u.to(dt).to(tl.float32)
     silu = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)
     tl.store(out_ptr + rows, (silu * u).to(dt), mask=rmask)
 
