@@ -60,8 +60,8 @@ def tf32_convolutions(device: DeviceInfo) -> Iterator[None]:
 
     For the HiFT vocoder only: TF32 convolutions are torch's default and so what the official
     vocoder runs on Ampere and later GPUs, the vocoder is float32 and shared by every configuration
-    an A/B test compares, and it is 1.2x faster (measured on an H100: 19.3 -> 16.1 ms for 10 s of
-    audio, waveform within 5e-5 of IEEE float32). LLM and flow keep IEEE float32.
+    an A/B test compares, and it is faster (BENCHMARKS.md, H100, 10 s of audio: 16.1 -> 12.0 ms with
+    the Triton Snake, waveform within 5.2e-5 of IEEE float32). LLM and flow keep IEEE float32.
     """
     if not device.is_cuda:
         yield
