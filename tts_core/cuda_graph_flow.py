@@ -39,12 +39,15 @@ from torch import Tensor
 
 from tts_core.estimators import EstimatorBackend, TorchEstimator
 from tts_core.flow import FlowModel
+from tts_core.results import OneTimeWork
 
 log = logging.getLogger(__name__)
 
 MIN_BUCKET_TOKENS = 32  # bucket quantum for short inputs (64 mel frames)
 BUCKET_PADDING_BITS = 3  # beyond 8 quanta, quantum = 2^(bits(n)-1-3): padding < 1/8 of the length
-DEFAULT_MAX_GRAPHS = 16  # captured graphs kept per backend (each holds its static buffers)
+# Captured graphs kept per backend (each holds its static buffers and a few MB of graph state):
+# enough for the app's warm-up of every bucket up to WARMUP_MAX_TOKENS at three step counts.
+DEFAULT_MAX_GRAPHS = 128
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -155,6 +158,12 @@ class CaptureRecord:
     dtype: str
     seconds: float
 
+    def as_work(self) -> OneTimeWork:
+        return OneTimeWork(
+            f"flow graph capture: {self.bucket_tokens} tokens x {self.n_steps} steps ({self.dtype})",
+            self.seconds,
+        )
+
 
 @dataclass
 class _CapturedFlow:
@@ -227,6 +236,15 @@ class CudaGraphFlow:
             # NOTE: copy out before any other replay: graphs share a pool, so another graph's
             # intermediates may live where this one's output does.
             return entry.mel[:, :, prompt_frames:total].to(torch.float32, copy=True)
+
+    @torch.inference_mode()
+    def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        """Capture the graph that ``run_flow`` on ``n_total_tokens`` (prompt + new) needs, if missing."""
+        limit = self.flow.max_frames() // self.flow.cfg.token_mel_ratio
+        start = len(self.captures)
+        with self._lock:
+            self._graph_for(bucket_tokens(n_total_tokens, limit), n_steps)
+        return self.captures[-1].as_work() if len(self.captures) > start else None
 
     @torch.inference_mode()
     def warmup(self, token_counts: Iterable[int], steps: Iterable[int]) -> list[CaptureRecord]:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from tts_core.estimator import CausalConditionalDecoder
+from tts_core.results import OneTimeWork
 
 if TYPE_CHECKING:
     from tts_core.flow import FlowModel
@@ -66,6 +67,11 @@ class FlowBackend(EstimatorBackend, Protocol):
         n_steps: int,
     ) -> Tensor: ...
 
+    def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        """Do now the one-time work (e.g. a graph capture) that ``run_flow`` on ``n_total_tokens``
+        (prompt + new) tokens with ``n_steps`` would pay; None when there is none left."""
+        ...
+
 
 class TorchEstimator:
     """Runs the estimator module eagerly.
@@ -97,6 +103,9 @@ class TorchEstimator:
     ) -> Tensor:
         """Same as ``flow.inference(..., n_steps, estimator=self)``."""
         return flow.inference(tokens, prompt_tokens, prompt_mel, embedding, n_steps, estimator=self)
+
+    def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        return None  # eager: nothing is built per shape
 
 
 def select_estimator_backend(

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .devices import DeviceInfo
+from .devices import DeviceInfo, synchronize
 from .estimators import FlowBackend, select_estimator_backend
 from .flow import FlowModel
 from .llm import SpeechLM
 from .llm_static import StaticDecoder
 from .loading import LoadedModels
-from .options import torch_dtype
+from .options import SynthesisOptions, torch_dtype
+from .results import OneTimeWork
 
 LLM_BACKENDS = ("auto", "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton")
 _STEP_KIND = {"cuda-graph": "torch", "cuda-graph-compiled": "compiled", "cuda-graph-triton": "triton"}
@@ -45,8 +47,14 @@ class DtypeModels:
     llm: SpeechLM
     flow: FlowModel
     generate: Callable[..., torch.Tensor]  # SpeechLM.generate's signature
+    # (text ids, prompt text ids, prompt speech tokens, options) -> the decoder's one-time work
+    prepare_llm: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SynthesisOptions], OneTimeWork | None]
     llm_backend: str  # one of LLM_BACKENDS other than "auto"
     flow_backend: FlowBackend
+
+
+def _eager_needs_nothing(*_inputs: object) -> OneTimeWork | None:
+    return None  # the eager decoder builds nothing per shape
 
 
 class ModelCopies:
@@ -80,6 +88,17 @@ class ModelCopies:
                 self._copies[dtype] = self._build(dtype)
             return self._copies[dtype]
 
+    def ensure(self, dtype: str) -> OneTimeWork | None:
+        """Build the ``dtype`` copy now if it is missing, timing it (None when it exists)."""
+        with self._lock:
+            if dtype in self._copies:
+                return None
+            start = time.perf_counter()
+            self._copies[dtype] = self._build(dtype)
+            synchronize(self._device.torch)
+            seconds = time.perf_counter() - start
+        return OneTimeWork(f"{dtype} copy of the LLM and flow, decoder and flow backend set up", seconds)
+
     def _build(self, dtype: str) -> DtypeModels:
         if dtype == "float32":
             llm, flow = self._models.llm, self._models.flow
@@ -89,13 +108,14 @@ class ModelCopies:
             flow = copy.deepcopy(self._models.flow).to(target)
         llm_backend = self._resolve_llm_backend(dtype, llm)
         if llm_backend == "eager":
-            generate = llm.generate
+            generate, prepare = llm.generate, _eager_needs_nothing
         else:
-            generate = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend]).generate
+            decoder = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend])
+            generate, prepare = decoder.generate, decoder.prepare
         backend = select_estimator_backend(
             flow, self._device.torch, self._flow_backend, self._estimator_onnx, None
         )
-        return DtypeModels(dtype, llm, flow, generate, llm_backend, backend)
+        return DtypeModels(dtype, llm, flow, generate, prepare, llm_backend, backend)
 
     def _resolve_llm_backend(self, dtype: str, llm: SpeechLM) -> str:
         """What "auto" means for one dtype; explicit choices are kept.
