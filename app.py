@@ -7,7 +7,8 @@
 The pipeline is loaded once, before the UI serves. Ratings go to ``--ratings`` (default
 ``data/ratings.csv``, or ``/data/cosyvoice2-ab/ratings.csv`` on a Hugging Face Space with
 persistent storage). The Results tab and the experimenter controls need ``--admin-password``
-(or the environment variable ``AB_ADMIN_PASSWORD``) when one is set.
+(or the environment variable ``AB_ADMIN_PASSWORD``); without one they are open to browsers on
+this machine only, and a password for other machines is printed at start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -67,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-password",
         dest="admin_password",
         default=os.environ.get(ADMIN_PASSWORD_ENV),
-        help=f"protects results and experimenter controls (or ${ADMIN_PASSWORD_ENV})",
+        help=f"protects results and experimenter controls (or ${ADMIN_PASSWORD_ENV}); without it they "
+        "are open to this machine only and a password for others is printed at start",
     )
     parser.add_argument(
         "--no-warmup",
@@ -114,7 +118,7 @@ def warm_up(pipeline, data_dir: Path) -> None:
 
     plan_file = data_dir / ACTIVE_PLAN_NAME
     try:
-        plan_configs = load_plan(plan_file).configs if plan_file.is_file() else ()
+        plan_configs = load_plan(plan_file).rendered_configs if plan_file.is_file() else ()
     except (ValueError, OSError) as err:  # the blind runner ignores such a plan too, with a warning
         log.warning("warm-up: ignoring the saved plan %s (%s)", plan_file, err)
         plan_configs = ()
@@ -125,11 +129,23 @@ def warm_up(pipeline, data_dir: Path) -> None:
     print(report.summary(), flush=True)
 
 
-def build_ui(pipeline, store, data_dir: Path, admin_password: str | None = None):
-    """``gr.Blocks`` of the app for a loaded pipeline and a :class:`eval.ratings.RatingsStore`."""
+def build_ui(
+    pipeline, store, data_dir: Path, admin_password: str | None = None, clock: Callable[[], float] = time.monotonic
+):
+    """``gr.Blocks`` of the app for a loaded pipeline and a :class:`eval.ratings.RatingsStore`.
+
+    Without ``admin_password`` the experimenter controls are open to this machine only and a
+    password for other machines is generated and printed (abapp/access.py). ``clock`` (seconds)
+    times how long each clip was played; tests pass a clock of their own.
+    """
     from abapp.ui import build_blocks, make_context
 
-    return build_blocks(make_context(pipeline, store, data_dir, admin_password))
+    ctx = make_context(pipeline, store, data_dir, admin_password, clock=clock)
+    notice = ctx.access.console_notice()
+    if notice:
+        log.warning("%s", notice)
+        print(notice, flush=True)
+    return build_blocks(ctx)
 
 
 def main(argv: list[str] | None = None) -> int:

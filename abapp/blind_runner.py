@@ -4,30 +4,42 @@ One object per process (made in ``app.main``), shared by all sessions: the exper
 plan and pre-generates the clips; listeners only read clips from the bank (no GPU work while
 rating). The active plan is saved next to the ratings, so a restarted app continues the same
 test, and the content-addressed bank means nothing is generated twice.
+
+A plan's clips are of every condition (eval/plan_clips.py): our renderings, the hidden anchor and
+clips imported from another system, which are validated and imported when the plan is set. What
+a browser receives is a fresh copy per listener and trial (abapp/served_clips.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
+import math
 import os
-import secrets
-import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from eval.clipbank import Clip, ClipBank, build_bank, stimulus_keys
+from abapp.served_clips import served_length, write_served
+from eval.clipbank import Clip, ClipBank
+from eval.loudness import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
+from eval.plan_clips import ClipKeys, import_external, make_plan_clips, plan_clip_keys
 from eval.trials import PromptAsset, TestPlan, TextItem, Trial, assign_trials, load_plan
 
 log = logging.getLogger(__name__)
 
 ACTIVE_PLAN_NAME = "active_plan.json"
-SERVED_DIRNAME = "cosyvoice2-ab-served"
-SERVED_SECRET_BYTES = 16
-SERVED_TOKEN_CHARS = 32
+
+
+@dataclass(frozen=True)
+class ServedPair:
+    """The two clips of a trial as this listener receives them (paths of fresh copies)."""
+
+    first: Clip
+    second: Clip
+    first_path: str
+    second_path: str
+    duration_s: float  # of both served files
 
 
 class PlanNotReady(RuntimeError):
@@ -53,11 +65,8 @@ class BlindTestRunner:
         self._lock = threading.Lock()
         self._generating = threading.Lock()
         self._plan: TestPlan | None = None
-        self._secret = secrets.token_bytes(SERVED_SECRET_BYTES)
-        # NOTE: under the system temp dir because gradio only serves files from there, the working
-        # directory or allowed_paths; the data dir may be a Space's /data.
-        self._served_dir = Path(tempfile.gettempdir()) / SERVED_DIRNAME
-        self._keys: dict[tuple[str, str, str], str] = {}
+        self._keys: ClipKeys = {}
+        self._lengths: dict[tuple[str, str], int] = {}  # stimulus -> served samples, once all clips exist
         if self._plan_file.is_file():
             try:
                 self._activate(load_plan(self._plan_file), save=False)
@@ -76,7 +85,8 @@ class BlindTestRunner:
             self._activate(plan, save=True)
 
     def _activate(self, plan: TestPlan, save: bool) -> None:
-        keys = stimulus_keys(plan, self.pipeline.info.model_hash, self.texts, self.prompts)
+        external = import_external(plan, self.bank, self.texts, self.prompts)
+        keys = plan_clip_keys(plan, self.pipeline.info.model_hash, self.texts, self.prompts, external)
         n_pairs = len(plan.stimuli(self.texts, self.prompts)) * len(plan.pairs)
         if plan.trials_per_listener > n_pairs:
             raise ValueError(
@@ -88,7 +98,7 @@ class BlindTestRunner:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(plan.to_json())
             os.replace(tmp, self._plan_file)
-        self._plan, self._keys = plan, keys
+        self._plan, self._keys, self._lengths = plan, keys, {}
 
     def readiness(self) -> tuple[int, int]:
         """(clips in the bank, clips the plan needs)."""
@@ -105,8 +115,10 @@ class BlindTestRunner:
             raise RuntimeError(
                 "clips are already being generated (by another session); wait for it to finish"
             )
+        with self._lock:
+            keys = dict(self._keys)
         try:
-            build_bank(plan, self.pipeline, self.bank, self.texts, self.prompts, progress)
+            make_plan_clips(plan, self.pipeline, self.bank, self.texts, self.prompts, keys, progress)
         finally:
             self._generating.release()
         return self.readiness()
@@ -132,39 +144,67 @@ class BlindTestRunner:
             )
         return clip
 
-    def served_path(self, clip: Clip) -> str:
-        """A neutral copy of ``clip`` for the browser: ``<temp>/<token>/audio.wav``.
+    def _served_length(self, plan: TestPlan, text_id: str, prompt_id: str) -> int:
+        """Samples of every served clip of this stimulus: its longest clip over all conditions."""
+        with self._lock:
+            cached = self._lengths.get((text_id, prompt_id)) if self._plan == plan else None
+        if cached is not None:
+            return cached
+        clips = [self.clip(plan, text_id, prompt_id, c.label) for c in plan.all_conditions]
+        length = served_length(max(c.meta["n_samples"] for c in clips), clips[0].meta["sample_rate"])
+        with self._lock:
+            if self._plan == plan:
+                self._lengths[(text_id, prompt_id)] = length
+        return length
 
-        The token is an HMAC of the clip key under a per-process secret, so the URL the browser
-        sees says nothing about the configuration (the bank key could be recomputed from public
-        inputs). The copy is written under a temporary name and renamed, so concurrent listeners
-        never read a half-written file.
-        """
-        token = hmac.new(self._secret, clip.key.encode(), hashlib.sha256).hexdigest()[:SERVED_TOKEN_CHARS]
-        target = self._served_dir / token / "audio.wav"
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".audio.", suffix=".tmp")
-            os.close(fd)
-            shutil.copyfile(clip.wav_path, tmp)
-            os.replace(tmp, target)
-        return str(target)
+    def serve(self, plan: TestPlan, trial: Trial) -> ServedPair:
+        """Fresh copies of the trial's clips, first and second as the listener sees them."""
+        a = self.clip(plan, trial.text_id, trial.prompt_id, trial.config_a.label)
+        b = self.clip(plan, trial.text_id, trial.prompt_id, trial.config_b.label)
+        first, second = (a, b) if trial.shown_first == "A" else (b, a)
+        length = self._served_length(plan, trial.text_id, trial.prompt_id)
+        paths = []
+        for clip in (first, second):
+            audio, rate = clip.stimulus_audio()
+            paths.append(write_served(audio, rate, length))
+        return ServedPair(first, second, paths[0], paths[1], length / first.meta["sample_rate"])
 
     def summary_markdown(self) -> str:
         plan = self.plan
         if plan is None:
             return "No test plan is active yet."
         ready, total = self.readiness()
-        configs = ", ".join(f"`{c.label}`" for c in plan.configs)
+        configs = ", ".join(f"`{c.label}`" for c in plan.conditions)
         pairs = ", ".join(f"`{a.label}` vs `{b.label}`" for a, b in plan.pairs)
         state = "ready for listeners" if ready == total else "clips missing: press **Pre-generate clips**"
-        return (
-            f"**Active plan:** {plan.name}  \n"
+        n_anchor, n_reference = plan.controls_per_listener()
+        lines = [
+            f"**Active plan:** {plan.name}  ",
             f"{len(plan.text_ids)} texts · {len(plan.prompt_ids)} prompts · configurations {configs} · "
-            f"baseline `{plan.baseline}` · pairs {pairs} · {plan.trials_per_listener} trials per listener  \n"
-            f"**Clips:** {ready} / {total} generated ({state})"
+            f"baseline `{plan.baseline}` · pairs {pairs} · {plan.trials_per_listener} trials per listener  ",
+            f"**Hidden controls per listener:** {n_anchor} anchor trial(s)"
+            + (f" (`{plan.anchor_condition.label}` vs the baseline)" if n_anchor else "")
+            + f" · {n_reference} hidden-reference trial(s) (baseline vs itself) · "
+            + ("the listener sees their mean score per configuration at the end" if plan.reveal_at_end
+               else "nothing is revealed to listeners"),
+        ]
+        if plan.external_configs:
+            lines.append(f"**External clips:** {', '.join(plan.external_configs)} from `{plan.external_dir}`  ")
+        lines.append(f"**Clips:** {ready} / {total} generated ({state})  ")
+        lines.append(self._loudness_line())
+        return "\n".join(lines)
+
+    def _loudness_line(self) -> str:
+        """Loudness of the clips in the bank: before matching, and how many the ceiling held back."""
+        with self._lock:
+            keys = list(self._keys.values())
+        records = [clip.loudness for clip in map(self.bank.get, keys) if clip is not None]
+        if not records:
+            return f"**Loudness:** every clip is matched to {TARGET_LUFS:.0f} LUFS (ITU-R BS.1770)."
+        before = [r.before_lufs for r in records if math.isfinite(r.before_lufs)]
+        limited = sum(r.peak_limited for r in records)
+        span = f"{min(before):.1f} … {max(before):.1f} LUFS before" if before else "all silent"
+        return (
+            f"**Loudness:** {len(records)} clips matched to {TARGET_LUFS:.0f} LUFS (ITU-R BS.1770; {span}); "
+            f"{limited} held lower by the {TRUE_PEAK_CEILING_DBTP:.0f} dBTP true-peak ceiling."
         )
-
-
-def plan_json(plan: TestPlan) -> str:
-    return json.dumps(json.loads(plan.to_json()), ensure_ascii=False, indent=2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import logging
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 import numpy as np
 
+from abapp.access import AdminAccess
 from eval.ratings import RatingsFileError, RatingsStore
 from eval.trials import PromptAsset, TextItem
 
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROMPT_CACHE_SIZE = 32
-TEMP_KEEP_S = 600  # seconds a response's temporary files are kept  # prepared voice prompts kept in memory (uploads and manifest clips)
+PROMPT_CACHE_SIZE = 32  # prepared voice prompts kept in memory (uploads and manifest clips)
+TEMP_KEEP_S = 600  # seconds a response's temporary files are kept (gradio copies them at once)
 
 RANDOM_WEIGHTS_NOTICE = (
     "⚠️ **Demo model with random weights: the audio is noise, not speech.** "
@@ -93,14 +93,18 @@ class AppContext:
     prompts: dict[str, PromptAsset]
     blind: BlindTestRunner
     prompt_cache: PromptCache
-    admin_password: str | None  # None: results and experimenter controls are open to everyone
+    access: AdminAccess  # who may use the experimenter controls and the Results tab
     app_version: str
     notice: str  # Markdown shown on top of every tab ("" for a real model)
+    clock: Callable[[], float] = time.monotonic  # seconds; times how long each clip was played
 
-    def check_admin(self, password: str | None) -> bool:
-        if not self.admin_password:
-            return True
-        return hmac.compare_digest((password or "").encode(), self.admin_password.encode())
+    def check_admin(self, password: str | None, request) -> bool:
+        """Whether this request may use the experimenter controls (see abapp/access.py)."""
+        return self.access.allows(password, request)
+
+    def require_admin(self, password: str | None, request, what: str = "the experimenter controls") -> None:
+        if not self.check_admin(password, request):
+            raise ValueError(f"wrong admin password: {what} are locked")
 
     def prompt_features(self, audio: np.ndarray, sample_rate: int, transcript: str | None) -> PromptFeatures:
         digest = audio_digest(audio, sample_rate, transcript)

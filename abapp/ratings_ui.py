@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from abapp.context import AppContext
-from abapp.state import PairState, RatingRefused, rating_row
+from abapp.playback import ClipPlayback
+from abapp.state import Judgement, PairState, RatingRefused, rating_row
 from eval.ratings import DuplicateRatingError
 from eval.ratings_schema import SCORE_LABELS
 
@@ -15,27 +16,35 @@ PREFERENCE_CHOICES_AB = [("A", "first"), ("B", "second"), ("No preference", "non
 PREFERENCE_CHOICES_CLIPS = [("Clip 1", "first"), ("Clip 2", "second"), ("No preference", "none")]
 
 
+@dataclass(frozen=True)
+class RatedView:
+    """After a rating was saved: the pair (now rated) and the status line."""
+
+    pair: PairState
+    status: str
+
+
 def save_rating(
     ctx: AppContext,
     pair: PairState | None,
+    playback: tuple[ClipPlayback | None, ClipPlayback | None],
+    judgement: Judgement,
     listener_id: str | None,
     session_id: str,
-    score_first: object,
-    score_second: object,
-    preferred_position: str | None,
-) -> tuple[PairState, str]:
+) -> RatedView:
     """Append the judgement to the log; returns the pair marked as rated and a status line.
 
     Raises :class:`RatingRefused` (a ValueError) when the rating cannot be taken: no listener id,
-    a clip not yet played, a missing score, or the trial already rated (in this session or, for
-    the same trial id, by any process writing the same file).
+    a clip not yet heard to its end, a missing score, or the trial already rated (in this session
+    or, for the same trial id, by any process writing the same file).
     """
     row = rating_row(
-        pair, listener_id, session_id, score_first, score_second, preferred_position, ctx.app_version
+        pair, playback, judgement, listener_id=listener_id, session_id=session_id, app_version=ctx.app_version
     )
     try:
         written = ctx.store.append(row)
     except DuplicateRatingError:
         raise RatingRefused("this trial is already rated; it counts once") from None
-    rated = replace(pair, rated=True)
-    return rated, f"✅ Saved rating of trial `{written['trial_id']}` at {written['timestamp_utc']}."
+    return RatedView(
+        replace(pair, rated=True), f"✅ Saved rating of trial `{written['trial_id']}` at {written['timestamp_utc']}."
+    )

@@ -133,8 +133,12 @@ def _snapshot(ctx: AppContext, folder: Path) -> Path:
     return out
 
 
-def compute_results(ctx: AppContext, baseline: str | None, mode: str):
-    """(table, markdown, preferences markdown, figure, files, baseline dropdown update)."""
+def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_flagged: bool = False):
+    """(table, markdown, preferences markdown, figure, files, baseline dropdown update).
+
+    ``exclude_flagged``: leave out listeners flagged by the active plan's hidden controls
+    (eval/controls.py states the rule; the method text repeats it).
+    """
     rows = ctx.store.rows()
     if mode == "blind":
         rows = [r for r in rows if r["mode"] == "blind"]
@@ -166,7 +170,15 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str):
             "showing counts only, without confidence intervals or a verdict."
         )
         return counts_table(rows), notice, "", None, [str(f) for f in files], dropdown
-    summary = report.summarize(rows, baseline=baseline, margin=MARGIN, modes=None)
+    anchor = plan.anchor_condition if plan is not None else None
+    summary = report.summarize(
+        rows,
+        baseline=baseline,
+        margin=MARGIN,
+        modes=None,
+        anchor=anchor.label if anchor is not None and anchor.label in configs else None,
+        exclude_flagged=exclude_flagged,
+    )
     figure = report.plot_summary(summary)
     files.append(
         sheets.write_rating_sheet_csv(sheets.summary_table(summary), folder / "rating-sheet-summary.csv")
@@ -188,15 +200,17 @@ def build_results(ctx: AppContext) -> None:
         gr.Markdown(ctx.notice, elem_classes=["random-weights-notice"])
     with gr.Row():
         password = gr.Textbox(
-            label="Admin password",
+            label="Admin password" + (" (not needed from this machine)" if ctx.access.generated else ""),
             type="password",
-            visible=bool(ctx.admin_password),
             elem_id="results-password",
         )
         baseline = gr.Dropdown(
             [], label="Baseline configuration", allow_custom_value=True, elem_id="results-baseline"
         )
         mode = gr.Radio(MODE_CHOICES, value="blind", label="Judgements")
+        exclude = gr.Checkbox(
+            value=False, label="Exclude listeners flagged by the hidden anchor / reference", elem_id="results-exclude"
+        )
         refresh = gr.Button("Show results", variant="primary", elem_id="results-refresh")
     table = gr.Dataframe(
         pd.DataFrame(columns=TABLE_COLUMNS),
@@ -216,16 +230,15 @@ def build_results(ctx: AppContext) -> None:
     )
 
     @user_errors
-    def show(pw, base, which):
-        if not ctx.check_admin(pw):
-            raise ValueError("wrong admin password: the results are for the experimenter")
-        return compute_results(ctx, base, which)
+    def show(pw, base, which, drop_flagged, request: gr.Request):
+        ctx.require_admin(pw, request, "the results")
+        return compute_results(ctx, base, which, drop_flagged)
 
     run_with_buttons_disabled(
         refresh.click,
         [refresh],
         show,
-        [password, baseline, mode],
+        [password, baseline, mode, exclude],
         [table, method, prefs, plot, downloads, baseline],
         api_name="results",
     )

@@ -2,8 +2,10 @@
 
 A :class:`PairState` lives in a ``gr.State`` of one browser session only. It holds what the
 server knows about the pair on screen (including, in blind mode, which configuration is which
-clip) and what the listener has done (which clips were played, whether it was rated). Its
-methods return new objects; gradio stores whatever the handler returns.
+clip) and whether it was rated; how each clip was listened to is an
+:class:`abapp.playback.ClipPlayback` in a ``gr.State`` of its own (one per clip, so the browser's
+events for one clip never overwrite the other's). Methods return new objects; gradio stores
+whatever the handler returns.
 
 Screen positions are "first" and "second" (left and right); configurations are "A" and "B".
 In the playground A is always first; in blind mode ``shown_first`` says which one is.
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
-from eval.ratings_schema import PREFERENCES, SCORE_LABELS
-from tts_core.config_id import ConfigId
+from abapp.playback import ClipPlayback
+from eval.conditions import Condition
+from eval.ratings_schema import PREFERENCES, SCORE_LABELS, TRIAL_KINDS
 
 POSITIONS = ("first", "second")
 MAX_LISTENER_ID_CHARS = 64
@@ -41,24 +44,24 @@ def clean_listener_id(raw: str | None) -> str:
 
 @dataclass(frozen=True)
 class Side:
-    """One configuration of a pair: what was asked for, and what actually ran."""
+    """One condition of a pair: what was asked for, and what actually ran."""
 
-    config: ConfigId  # the configuration as asked for; its label names it everywhere
-    dtype_ran: str  # may differ from config.dtype after a fallback (then a warning was shown)
-    backend: str  # flow backend that ran
+    condition: Condition  # the configuration as asked for (or anchor / external clip); its label names it
+    dtype_ran: str  # may differ from the configuration's dtype after a fallback (a warning was shown)
+    backend: str  # flow backend that ran ("external" for clips of another system)
     llm_backend: str  # LLM decoder that made the tokens
     seed: int
     clip_id: str  # content hash of the clip
 
     @property
     def label(self) -> str:
-        return self.config.label
+        return self.condition.label
 
     def log_fields(self, key: str) -> dict[str, object]:
         """This side's ratings-log cells, ``key`` "a" or "b" (see eval/ratings_schema.py)."""
         return {
             f"{key}_config": self.label,
-            f"{key}_flow_steps": self.config.flow_steps,
+            f"{key}_flow_steps": self.condition.flow_steps,
             f"{key}_dtype": self.dtype_ran,
             f"{key}_backend": self.backend,
             f"{key}_llm_backend": self.llm_backend,
@@ -81,8 +84,12 @@ class PairState:
     shown_first: str  # "A" | "B"
     model_id: str
     model_hash: str
-    played: frozenset[str] = field(default_factory=frozenset)  # positions played at least once
+    kind: str = "test"  # "test" | "anchor" | "reference" (the hidden controls of a plan)
     rated: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in TRIAL_KINDS:
+            raise ValueError(f"trial kind must be one of {TRIAL_KINDS}, got {self.kind!r}")
 
     def side_at(self, position: str) -> str:
         """Configuration ("A" | "B") shown at a screen position."""
@@ -91,18 +98,14 @@ class PairState:
         other = "B" if self.shown_first == "A" else "A"
         return self.shown_first if position == "first" else other
 
-    def with_played(self, position: str) -> PairState:
-        self.side_at(position)  # validates the position
-        return replace(self, played=self.played | {position})
 
-    def reveal(self) -> str:
-        """Markdown naming the configuration behind each clip (only ever sent after the rating)."""
-        parts = []
-        for number, position in enumerate(POSITIONS, start=1):
-            key = self.side_at(position)
-            side = self.a if key == "A" else self.b
-            parts.append(f"Clip {number} was **{key}: {side.label}** (seed {side.seed})")
-        return " · ".join(parts)
+@dataclass(frozen=True)
+class Judgement:
+    """What the listener answered, in screen terms (raw widget values, checked by :func:`rating_row`)."""
+
+    score_first: object
+    score_second: object
+    preferred_position: str | None  # "first" | "second" | "none"
 
 
 def _score(name: str, value: object) -> int:
@@ -119,17 +122,18 @@ def _score(name: str, value: object) -> int:
 
 def rating_row(
     pair: PairState | None,
+    playback: tuple[ClipPlayback | None, ClipPlayback | None],
+    judgement: Judgement,
+    *,
     listener_id: str | None,
     session_id: str,
-    score_first: object,
-    score_second: object,
-    preferred_position: str | None,
     app_version: str,
 ) -> dict[str, object]:
     """The ratings-log row for a judgement of the pair on screen, or :class:`RatingRefused`.
 
-    ``preferred_position`` is "first", "second" or "none" (screen terms); the row stores the
-    preference and the scores in configuration terms (A/B).
+    ``playback`` is how the (first, second) clip was listened to: both must have been heard to
+    their end. The row stores the preference, the scores and the play counts in configuration
+    terms (A/B).
     """
     if pair is None:
         raise RatingRefused("there is no pair to rate yet")
@@ -137,18 +141,18 @@ def rating_row(
         raise RatingRefused("enter your listener id first (at the top of the page)")
     if pair.rated:
         raise RatingRefused("this pair is already rated; generate or load the next one")
-    missing = [str(i + 1) for i, p in enumerate(POSITIONS) if p not in pair.played]
+    missing = [str(i + 1) for i, p in enumerate(playback) if p is None or not p.heard]
     if missing:
         raise RatingRefused(
-            f"listen to both clips before rating (not played yet: clip {' and '.join(missing)})"
+            f"listen to both clips to the end before rating (not heard to the end yet: clip {' and '.join(missing)})"
         )
-    scores = {"first": _score("clip 1", score_first), "second": _score("clip 2", score_second)}
-    if preferred_position not in (*POSITIONS, PREFERENCE_NONE):
+    scores = {"first": _score("clip 1", judgement.score_first), "second": _score("clip 2", judgement.score_second)}
+    preferred = judgement.preferred_position
+    if preferred not in (*POSITIONS, PREFERENCE_NONE):
         raise RatingRefused("choose which clip you prefer (or no preference)")
     by_side = {pair.side_at(p): scores[p] for p in POSITIONS}
-    preference = (
-        PREFERENCE_NONE if preferred_position == PREFERENCE_NONE else pair.side_at(preferred_position)
-    )
+    plays = {pair.side_at(p): heard.plays for p, heard in zip(POSITIONS, playback)}
+    preference = PREFERENCE_NONE if preferred == PREFERENCE_NONE else pair.side_at(preferred)
     assert preference in PREFERENCES
     return {
         "listener_id": listener_id,
@@ -167,4 +171,7 @@ def rating_row(
         "model_id": pair.model_id,
         "model_hash": pair.model_hash,
         "app_version": app_version,
+        "a_plays": plays["A"],
+        "b_plays": plays["B"],
+        "trial_kind": pair.kind,
     }

@@ -15,6 +15,7 @@ import numpy as np
 
 from abapp.context import AppContext
 from abapp.state import PairState, Side
+from eval.conditions import Condition
 from tts_core.audio import check_prompt_audio, load_audio
 from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
@@ -152,7 +153,7 @@ def render_pair(
         res_b = pipe.synthesize(text, prompt, options_b)
     progress(0.95, "drawing spectrograms")
     sides = [
-        Side(opts.config, res.dtype_ran, res.backend, res.llm_backend, opts.seed, clip_hash(res.audio))
+        Side(Condition.rendered(opts.config), res.dtype_ran, res.backend, res.llm_backend, opts.seed, clip_hash(res.audio))
         for opts, res in ((options_a, res_a), (options_b, res_b))
     ]
     pair = PairState(

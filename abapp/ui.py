@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
 from abapp import APP_VERSION
+from abapp.access import AdminAccess
 from abapp.blind import build_blind
 from abapp.blind_runner import BlindTestRunner
 from abapp.context import RANDOM_WEIGHTS_NOTICE, AppContext, PromptCache, user_errors
@@ -17,6 +20,7 @@ from eval.clipbank import ClipBank
 from eval.ratings import RatingsStore
 from eval.trials import load_prompts, load_texts
 
+CACHE_KEEP_S = 3600  # seconds gradio keeps a served file (and how often it prunes)
 CSS = """
 .random-weights-notice { background: #fff4d6; border: 1px solid #e0b000; border-radius: 6px; padding: 4px 12px; }
 .random-weights-notice p { color: #5a4500 !important; }
@@ -29,8 +33,12 @@ def make_context(
     data_dir: Path,
     admin_password: str | None = None,
     app_version: str = APP_VERSION,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AppContext:
-    """Everything the handlers share, from the loaded pipeline and the ratings store."""
+    """Everything the handlers share, from the loaded pipeline and the ratings store.
+
+    Without ``admin_password`` a password is generated (abapp/access.py); ``clock`` times playback.
+    """
     texts, prompts = load_texts(), load_prompts()
     runner = BlindTestRunner(pipeline, ClipBank(Path(data_dir) / "clips"), texts, prompts, Path(data_dir))
     return AppContext(
@@ -40,9 +48,10 @@ def make_context(
         prompts=prompts,
         blind=runner,
         prompt_cache=PromptCache(),
-        admin_password=admin_password or None,
+        access=AdminAccess.from_setting(admin_password),
         app_version=app_version,
         notice=RANDOM_WEIGHTS_NOTICE if pipeline.info.random_weights else "",
+        clock=clock,
     )
 
 
@@ -57,7 +66,11 @@ def _header(ctx: AppContext) -> str:
 
 def build_blocks(ctx: AppContext) -> gr.Blocks:
     """The Blocks app. All per-listener state is in ``gr.State``; ``ctx`` holds shared resources only."""
-    with gr.Blocks(title="CosyVoice2 A/B listening test", analytics_enabled=False) as demo:
+    # Every trial serves fresh copies of its clips (abapp/served_clips.py); gradio's cache of them
+    # is pruned of files older than CACHE_KEEP_S.
+    with gr.Blocks(
+        title="CosyVoice2 A/B listening test", analytics_enabled=False, delete_cache=(CACHE_KEEP_S, CACHE_KEEP_S)
+    ) as demo:
         gr.Markdown(_header(ctx))
         listener = gr.State(None)
         with gr.Row(equal_height=True):
@@ -72,7 +85,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Playground", id="playground"):
                 build_playground(ctx, listener)
             with gr.Tab("Blind test", id="blind"):
-                build_blind(ctx, listener)
+                build_blind(ctx, listener, demo)
             with gr.Tab("Results", id="results"):
                 build_results(ctx)
 

@@ -8,6 +8,11 @@ leaves a half-written clip under its key (files are written under temporary name
 * :func:`stimulus_options`: the synthesis options of one configuration of a plan;
 * :func:`stimulus_keys`: the key of every stimulus of a plan (no model needed);
 * :func:`build_bank`: synthesise what is missing.
+
+Every sidecar records the clip's length and its loudness match (eval/loudness.py: the gain that
+brings it to the stimulus loudness, measured before and after); the WAV itself stays as
+synthesised, so objective measures read it unchanged and :meth:`Clip.stimulus_audio` is what a
+listener hears.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import soundfile as sf
 
+from eval import loudness
+from eval.loudness import LoudnessMatch
 from tts_core.config_id import ConfigId
 
 from .trials import PromptAsset, TestPlan, TextItem
@@ -40,6 +48,21 @@ class Clip:
     key: str
     wav_path: Path
     meta: dict = field(hash=False, compare=False)  # the sidecar: text, prompt, options, timings, ...
+
+    @property
+    def loudness(self) -> LoudnessMatch:
+        """How this clip is brought to the stimulus loudness (sidecar ``loudness``)."""
+        return LoudnessMatch.from_meta(self.meta["loudness"])
+
+    def read(self) -> tuple[np.ndarray, int]:
+        """The audio as synthesised (N,) float32 and its rate: what objective measures use."""
+        audio, rate = sf.read(self.wav_path, dtype="float32", always_2d=False)
+        return audio, int(rate)
+
+    def stimulus_audio(self) -> tuple[np.ndarray, int]:
+        """The audio a listener hears (N,) float32: loudness-matched by the sidecar's gain."""
+        audio, rate = self.read()
+        return (audio * np.float32(self.loudness.gain)).astype(np.float32), rate
 
 
 def clip_key(
@@ -71,15 +94,34 @@ class ClipBank:
         wav, side = self._paths(key)
         if not (wav.is_file() and side.is_file()):
             return None
-        return Clip(key, wav, json.loads(side.read_text(encoding="utf-8")))
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        if "loudness" not in meta or "n_samples" not in meta:
+            meta = self._backfill(key, wav, side, meta)
+        return Clip(key, wav, meta)
+
+    def _backfill(self, key: str, wav: Path, side: Path, meta: dict) -> dict:
+        """Add the loudness and length to a sidecar written before they were recorded."""
+        audio, rate = sf.read(wav, dtype="float32", always_2d=False)
+        meta = {**meta, **_measured(audio, rate)}
+        _atomic_write(side, lambda f: f.write(json.dumps(meta, ensure_ascii=False, indent=1).encode()))
+        return meta
+
+    def put_audio(self, key: str, audio: np.ndarray, sample_rate: int, meta: dict) -> Clip:
+        """Store mono ``audio`` (N,) as 16-bit PCM WAV with ``meta``, its length and its loudness match."""
+        wav, side = self._paths(key)
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        pcm = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+        # Write to temporary names and rename: a crash never leaves a half clip under its key.
+        _atomic_write(wav, lambda f: sf.write(f, pcm, sample_rate, subtype="PCM_16", format="WAV"))
+        stored, _ = sf.read(wav, dtype="float32", always_2d=False)  # measured as it will be read
+        sidecar = {**meta, "key": key, **_measured(stored, sample_rate)}
+        _atomic_write(side, lambda f: f.write(json.dumps(sidecar, ensure_ascii=False, indent=1).encode()))
+        return Clip(key, wav, sidecar)
 
     def put(self, key: str, result: SynthesisResult, meta: dict) -> Clip:
         """Store a synthesis result (16-bit PCM WAV) with ``meta`` plus how it was made."""
-        wav, side = self._paths(key)
-        wav.parent.mkdir(parents=True, exist_ok=True)
         sidecar = {
             **meta,
-            "key": key,
             "options": asdict(result.options),
             "dtype_ran": result.dtype_ran,
             "backend": result.backend,
@@ -94,12 +136,13 @@ class ClipBank:
             "rtf": result.rtf,
             "warnings": list(result.warnings),
         }
-        # Write to temporary names and rename: a crash never leaves a half clip under its key.
-        _atomic_write(
-            wav, lambda f: sf.write(f, result.audio, result.sample_rate, subtype="PCM_16", format="WAV")
-        )
-        _atomic_write(side, lambda f: f.write(json.dumps(sidecar, ensure_ascii=False, indent=1).encode()))
-        return Clip(key, wav, sidecar)
+        return self.put_audio(key, result.audio, result.sample_rate, sidecar)
+
+
+def _measured(audio: np.ndarray, sample_rate: int) -> dict:
+    """Sidecar fields every clip has: its length in samples and its loudness match."""
+    _, record = loudness.match(audio, sample_rate)
+    return {"n_samples": int(audio.shape[0]), "sample_rate": int(sample_rate), "loudness": record.to_meta()}
 
 
 def _atomic_write(path: Path, write: Callable) -> None:
@@ -125,11 +168,11 @@ def stimulus_options(plan: TestPlan, config: ConfigId) -> SynthesisOptions:
 def stimulus_keys(
     plan: TestPlan, model_hash: str, texts: dict[str, TextItem], prompts: dict[str, PromptAsset]
 ) -> dict[tuple[str, str, str], str]:
-    """{(text id, prompt id, config label): clip key} of every stimulus of ``plan`` (no model needed)."""
+    """{(text id, prompt id, config label): clip key} of every clip ``plan`` renders (no model needed)."""
     keys = {}
     digests = {p: prompts[p].digest() for p in plan.prompt_ids if p in prompts}
     for text_id, prompt_id in plan.stimuli(texts, prompts):
-        for config in plan.configs:
+        for config in plan.rendered_configs:
             options = stimulus_options(plan, config)
             key = clip_key(model_hash, texts[text_id].text, prompt_id, digests[prompt_id], options)
             keys[(text_id, prompt_id, config.label)] = key
@@ -158,7 +201,7 @@ def build_bank(
     for done, ((text_id, prompt_id, label), key) in enumerate(keys.items(), start=1):
         clip = bank.get(key)
         if clip is None:
-            config = next(c for c in plan.configs if c.label == label)
+            config = next(c for c in plan.rendered_configs if c.label == label)
             options = stimulus_options(plan, config)
             text, asset = texts[text_id].text, prompts[prompt_id]
             if prompt_id not in features:

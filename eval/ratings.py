@@ -28,20 +28,33 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .ratings_schema import COLUMNS, MODES, PREFERENCES, SCHEMA_VERSION, SCORE_LABELS, V1_COLUMNS
+from .ratings_schema import (
+    COLUMNS,
+    MODES,
+    PREFERENCES,
+    SCHEMA_VERSION,
+    SCORE_LABELS,
+    TRIAL_KINDS,
+    V1_COLUMNS,
+    V2_COLUMNS,
+)
 
 log = logging.getLogger(__name__)
 
 # Columns the store fills itself; callers may not set them.
 AUTO_COLUMNS = ("schema_version", "timestamp_utc")
 # Validated integer columns (never spreadsheet-escaped: they cannot start with a formula char).
-INT_COLUMNS = ("a_flow_steps", "a_seed", "b_flow_steps", "b_seed", "score_a", "score_b")
+INT_COLUMNS = ("a_flow_steps", "a_seed", "b_flow_steps", "b_seed", "score_a", "score_b", "a_plays", "b_plays")
 SIDES = ("A", "B")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_FIELD_CHARS = 4_000  # a longer cell is a bug or an attack; the app caps text far below this
 HEADER_LINE = ",".join(COLUMNS) + "\n"
 HEADER_BYTES = HEADER_LINE.encode("ascii")
-V1_HEADER_BYTES = (",".join(V1_COLUMNS) + "\n").encode("ascii")
+# Headers of earlier schema versions: such a file is kept as it is and never appended to.
+OLDER_HEADERS: dict[int, bytes] = {
+    version: (",".join(columns) + "\n").encode("ascii") for version, columns in ((1, V1_COLUMNS), (2, V2_COLUMNS))
+}
+RELEASE_NAMES = {1: "the first release", 2: "the release before per-clip play counts"}
 
 
 class RatingsFileError(RuntimeError):
@@ -93,7 +106,7 @@ def format_row(row: Mapping[str, object]) -> list[str]:
     for column in INT_COLUMNS:
         low, high = (min(SCORE_LABELS), max(SCORE_LABELS)) if column.startswith("score") else (0, 2**63 - 1)
         cells[column] = _format_int(column, row[column], low, high)
-    choices = {"mode": MODES, "preference": PREFERENCES, "shown_first": SIDES}
+    choices = {"mode": MODES, "preference": PREFERENCES, "shown_first": SIDES, "trial_kind": TRIAL_KINDS}
     for column, allowed in choices.items():
         if row[column] not in allowed:
             raise ValueError(f"{column} must be one of {list(allowed)}, got {row[column]!r}")
@@ -226,12 +239,13 @@ class RatingsStore:
             self._write_all(fd, HEADER_BYTES)
             os.fsync(fd)
             return HEADER_BYTES
-        if content.startswith(V1_HEADER_BYTES):
-            raise RatingsFileError(
-                f"{self.path} was written by the first release (ratings schema 1). It is kept as it is "
-                "and `python -m eval.report` still reads it; start this test's new ratings in another "
-                "file with --ratings NEW.csv."
-            )
+        for version, header in OLDER_HEADERS.items():
+            if content.startswith(header):
+                raise RatingsFileError(
+                    f"{self.path} was written by {RELEASE_NAMES[version]} (ratings schema {version}). It is kept "
+                    "as it is and `python -m eval.report` still reads it; start this test's new ratings in "
+                    "another file with --ratings NEW.csv."
+                )
         first = content.split(b"\n", 1)[0][:200].decode("utf-8", "replace")
         raise RatingsFileError(
             f"{self.path} is not a ratings log of schema version {SCHEMA_VERSION}: its first line is "

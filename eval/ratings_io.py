@@ -17,6 +17,7 @@ import pandas as pd
 
 from eval.ratings_schema import (
     ADDED_IN_V2,
+    ADDED_IN_V3,
     MODES,
     PREFERENCES,
     V1_COLUMNS,
@@ -24,7 +25,7 @@ from eval.ratings_schema import (
 )
 from tts_core.config_id import DTYPE_NAMES, ConfigId
 
-KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 SIDE_KEYS: tuple[str, ...] = ("a", "b")
 SCORE_MIN = 1
 SCORE_MAX = 5
@@ -119,7 +120,7 @@ def validate_ratings(table: pd.DataFrame, where: str = "ratings table") -> pd.Da
     if len(table) == 0:
         raise RatingsFormatError(f"{where} has a header but no ratings")
     out = table.reset_index(drop=True).copy()
-    for column in ADDED_IN_V2:
+    for column in (*ADDED_IN_V2, *ADDED_IN_V3):
         if column not in out.columns:
             out[column] = ""
     for column in out.columns:

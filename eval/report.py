@@ -4,7 +4,7 @@ Command line::
 
     python -m eval.report RATINGS.csv --baseline float16-n10 --margin 0.05 [--anchor float32-n1]
         [--json OUT.json] [--xlsx OUT.xlsx] [--csv OUT.csv] [--plot OUT.png] [--seed N]
-        [--method bootstrap|cgm] [--bootstrap N] [--confidence 0.95] [--mode blind]
+        [--method bootstrap|cgm] [--bootstrap N] [--confidence 0.95] [--mode blind] [--exclude-flagged]
 
 prints a table and writes the requested files. A file that is not a valid ratings log, or an
 unknown --baseline/--anchor, gives a one-line error and exit code 2 (no traceback).
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval import screening, stats
+from eval import controls, screening, stats
 from eval.ratings_io import (
     RatingsFormatError,
     config_notes,
@@ -131,6 +131,7 @@ class ReportSummary:
     listeners: tuple[screening.ListenerScreen, ...]
     warnings: tuple[str, ...]
     method: str = stats.METHOD_BOOTSTRAP  # how the clustered intervals and bounds were computed
+    excluded_listeners: tuple[str, ...] = ()  # left out by eval.controls.EXCLUSION_RULE (--exclude-flagged)
 
     def config(self, label: str) -> ConfigSummary:
         for row in self.configs:
@@ -176,6 +177,8 @@ class ReportSummary:
             "preferences": preferences,
             "listeners": [asdict(s) | {"flags": list(s.flags)} for s in self.listeners],
             "warnings": list(self.warnings),
+            "excluded_listeners": list(self.excluded_listeners),
+            "exclusion_rule": controls.EXCLUSION_RULE if self.excluded_listeners else None,
         }
         return _json_safe(out)
 
@@ -271,12 +274,15 @@ def summarize(
     confidence: float = stats.CONFIDENCE,
     modes: Sequence[str] | None = None,
     method: str = stats.METHOD_BOOTSTRAP,
+    exclude_flagged: bool = False,
 ) -> ReportSummary:
     """The full report of a ratings log (path, DataFrame, or the store's list of row dicts).
 
     ``method``: "bootstrap" (default) or "cgm" (see the module docstring). Raises
     :class:`~eval.ratings_io.RatingsFormatError` for an invalid log and ValueError for an unknown
-    baseline/anchor (listing the configurations present) or bad parameters.
+    baseline/anchor (listing the configurations present) or bad parameters. Hidden control trials
+    (anchor, reference) screen listeners only; ``exclude_flagged`` leaves out the listeners they
+    flag (eval/controls.py states the rule).
     """
     if not 0.0 < margin < 1.0:
         raise ValueError(f"margin must be in (0, 1), e.g. 0.05 for 5%, got {margin}")
@@ -307,8 +313,14 @@ def summarize(
             raise ValueError(
                 f"{role} {label!r} is not in the ratings log; configurations present: {', '.join(present)}"
             )
+    listeners = tuple(screening.screen_listeners(table, baseline, anchor))  # on every trial, controls too
+    kept = controls.statistics_table(table, listeners, exclude_flagged)
+    table, present = kept.table, configs_present(kept.table)
+    warnings += kept.notes
+    if baseline not in present:
+        raise ValueError(f"baseline {baseline!r} has no test judgements left; configurations: {', '.join(present)}")
     others = sorted(c for c in present if c not in (baseline, anchor))
-    order = [baseline, *others, *([anchor] if anchor else [])]
+    order = [baseline, *others, *([anchor] if anchor in present else [])]
     scores = stats.long_scores(table)
     mos_base = float(scores.loc[scores["config"] == baseline, "score"].mean())
     rows = tuple(
@@ -329,10 +341,6 @@ def summarize(
     for row in rows:
         if row.n_listeners < stats.MIN_LISTENERS or row.n_texts < stats.MIN_TEXTS:
             warnings.append(f"{row.config}: too few listeners or texts for a clustered interval")
-    listeners = tuple(screening.screen_listeners(table, baseline, anchor))
-    flagged = [s.listener_id for s in listeners if s.flags]
-    if flagged:
-        warnings.append(f"{len(flagged)} listener(s) flagged by screening (kept in the statistics)")
     return ReportSummary(
         baseline=baseline,
         margin=float(margin),
@@ -349,6 +357,7 @@ def summarize(
         listeners=listeners,
         warnings=tuple(warnings),
         method=method,
+        excluded_listeners=kept.excluded_listeners,
     )
 
 
@@ -433,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=stats.DEFAULT_N_BOOT, help="bootstrap replicates")
     parser.add_argument("--confidence", type=float, default=stats.CONFIDENCE, help="confidence level (0.95)")
     parser.add_argument(
+        "--exclude-flagged",
+        dest="exclude_flagged",
+        action="store_true",
+        help="leave out listeners flagged by the hidden anchor or reference trials (rule in eval/controls.py)",
+    )
+    parser.add_argument(
         "--mode",
         action="append",
         choices=("blind", "playground"),
@@ -475,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             confidence=args.confidence,
             modes=args.mode,
             method=args.method,
+            exclude_flagged=args.exclude_flagged,
         )
         print(format_table(summary))
         for path in _write_outputs(args, summary):

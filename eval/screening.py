@@ -2,7 +2,8 @@
 
 * :func:`preference_shares`: per pair of configurations, how often each was preferred (ties
   included), with Wilson score intervals and the exact sign test;
-* :func:`screen_listeners`: per listener a summary and informative flags (nobody is excluded).
+* :func:`screen_listeners`: per listener a summary and flags; eval/controls.py can exclude the
+  listeners whose hidden controls (anchor, reference) say they did not listen.
 
 Like eval/stats.py these are pure functions of a validated ratings table (eval/ratings_io.py).
 """
@@ -106,6 +107,9 @@ MIN_LISTENER_JUDGEMENTS = 5  # fewer judgements than this: flag "too_few_judgeme
 FLAG_ANCHOR_ABOVE_BASELINE = "anchor_above_baseline"  # mean(anchor) > mean(baseline) for this listener
 FLAG_CONSTANT_SCORES = "constant_scores"  # one score for everything (zero variance, >= 2 scores)
 FLAG_TOO_FEW_JUDGEMENTS = "too_few_judgements"
+FLAG_INCONSISTENT_REFERENCE = "inconsistent_reference"  # identical clips scored far apart too often
+REFERENCE_MISMATCH_POINTS = 2  # a hidden-reference trial whose two scores differ by this much is a miss
+REFERENCE_MAX_MISS_SHARE = 0.25  # more than this share of a listener's reference trials missed: flag
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class ListenerScreen:
     mean_baseline: float  # NaN when the listener never rated the baseline
     mean_anchor: float  # NaN when no anchor was given or rated
     flags: tuple[str, ...]
+    n_reference: int = 0  # hidden-reference trials (the baseline against itself)
+    reference_misses: int = 0  # of those, scored REFERENCE_MISMATCH_POINTS or more apart
 
 
 def screen_listeners(
@@ -133,9 +139,16 @@ def screen_listeners(
     - ``anchor_above_baseline``: the listener's mean score of the hidden low anchor is strictly
       above their mean score of the baseline (both over every rating they gave those configs);
     - ``constant_scores``: all of the listener's scores are equal (needs at least two);
-    - ``too_few_judgements``: fewer than ``min_judgements`` judgements.
+    - ``too_few_judgements``: fewer than ``min_judgements`` judgements;
+    - ``inconsistent_reference``: in more than ``REFERENCE_MAX_MISS_SHARE`` of the listener's hidden-
+      reference trials (``trial_kind`` "reference": the baseline on both sides) the two scores
+      differ by ``REFERENCE_MISMATCH_POINTS`` or more.
     """
     scores = long_scores(ratings)
+    reference = ratings["trial_kind"] == "reference"
+    misses = reference & ((ratings["score_a"] - ratings["score_b"]).abs() >= REFERENCE_MISMATCH_POINTS)
+    n_reference = reference.groupby(ratings["listener_id"]).sum()
+    n_misses = misses.groupby(ratings["listener_id"]).sum()
     out = []
     for listener, group in scores.groupby("listener_id", sort=True):
         n_judgements = int(group["row"].nunique())
@@ -151,6 +164,9 @@ def screen_listeners(
             flags.append(FLAG_CONSTANT_SCORES)
         if n_judgements < min_judgements:
             flags.append(FLAG_TOO_FEW_JUDGEMENTS)
+        n_ref, n_miss = int(n_reference.get(listener, 0)), int(n_misses.get(listener, 0))
+        if n_ref and n_miss > REFERENCE_MAX_MISS_SHARE * n_ref:
+            flags.append(FLAG_INCONSISTENT_REFERENCE)
         out.append(
             ListenerScreen(
                 str(listener),
@@ -161,6 +177,8 @@ def screen_listeners(
                 mean_base,
                 mean_anchor,
                 tuple(flags),
+                n_ref,
+                n_miss,
             )
         )
     return out

@@ -73,6 +73,9 @@ def judgement(trial_id: str, listener: str = "alice", text: str = "Hello, world.
         "app_version": "0.1.0",
         "a_llm_backend": "eager",
         "b_llm_backend": "eager",
+        "a_plays": 1,
+        "b_plays": 2,
+        "trial_kind": "test",
     }
 
 

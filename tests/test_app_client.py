@@ -42,6 +42,8 @@ PLAN_ARGS = (
     "float32-n10",
 )
 
+CLIP_LONGER_THAN_S = 120.0  # fake seconds a listener takes per clip: longer than any demo clip
+
 pytestmark = pytest.mark.slow
 
 
@@ -49,6 +51,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class FakeClock:
+    """The app's playback clock: moves only when a test says so (a listener taking time to listen)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +77,27 @@ def app(tmp_path_factory):
 
     data = tmp_path_factory.mktemp("appdata")
     store = RatingsStore(data / "ratings.csv")
-    demo = build_ui(load_pipeline(demo_model_dir(), device="cpu"), store, data, admin_password=PASSWORD)
+    clock = FakeClock()
+    pipe = load_pipeline(demo_model_dir(), device="cpu")
+    demo = build_ui(pipe, store, data, admin_password=PASSWORD, clock=clock)
     demo.queue()
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield {"url": f"http://127.0.0.1:{port}/", "data": data, "csv": data / "ratings.csv"}
+    yield {"url": f"http://127.0.0.1:{port}/", "data": data, "csv": data / "ratings.csv", "clock": clock}
     demo.close()
+
+
+def listen(app, c: Client, clip: str, seconds: float = CLIP_LONGER_THAN_S) -> None:
+    """Play ``clip`` ("1"/"2" in the blind test, "a"/"b" in the playground) to its end."""
+    prefix = "/blind_" if clip in "12" else "/"
+    c.predict(api_name=f"{prefix}played_{clip}")
+    app["clock"].advance(seconds)
+    c.predict(api_name=f"{prefix}ended_{clip}")
+
+
+def listen_both(app, c: Client, clips: str = "12") -> None:
+    for clip in clips:
+        listen(app, c, clip)
 
 
 def client(app, listener: str | None = None) -> Client:
@@ -116,9 +149,14 @@ def test_playground_generate_play_rate(app) -> None:
     with pytest.raises(AppError, match="listen to both clips"):
         c.predict(4, 3, "first", api_name="/rate")
     c.predict(api_name="/played_a")
+    c.predict(api_name="/ended_a")  # "ended" at once: skipped to the end, not heard
+    with pytest.raises(AppError, match="clip 1 and 2"):
+        c.predict(4, 3, "first", api_name="/rate")
+    listen(app, c, "a")
+    listen(app, c, "a")  # heard twice
     with pytest.raises(AppError, match="clip 2"):
         c.predict(4, 3, "first", api_name="/rate")
-    c.predict(api_name="/played_b")
+    listen(app, c, "b")
     assert "Saved" in c.predict(4, 3, "first", api_name="/rate")
     with pytest.raises(AppError, match="already rated"):
         c.predict(5, 5, "second", api_name="/rate")
@@ -136,13 +174,13 @@ def test_playground_generate_play_rate(app) -> None:
     assert (row["score_a"], row["score_b"], row["preference"], row["shown_first"]) == ("4", "3", "A", "A")
     assert row["a_clip_id"] and row["a_clip_id"] != row["b_clip_id"]
     assert row["model_id"].startswith("demo") and row["app_version"]
+    assert (row["a_plays"], row["b_plays"], row["trial_kind"]) == ("2", "1", "test")
 
 
 def test_rating_needs_listener_id(app) -> None:
     c = client(app)  # no listener id set in this session
     generate(c)
-    c.predict(api_name="/played_a")
-    c.predict(api_name="/played_b")
+    listen_both(app, c, "ab")
     with pytest.raises(AppError, match="listener id"):
         c.predict(4, 3, "first", api_name="/rate")
 
@@ -186,23 +224,27 @@ def test_blind_plan_generate_rate_resume(app) -> None:
 
     out = listener.predict(api_name="/blind_start")
     assert "Trial 1 of 3" in out[2]
-    # Nothing sent to the browser before the rating names a configuration.
+    # Nothing sent to the browser before the end of the test names a configuration.
     assert not any(CONFIG_LABEL.search(str(v)) for v in out)
     assert all(Path(v).name == "audio.wav" for v in out[:2])
     with pytest.raises(AppError, match="listen to both"):
         listener.predict(5, 4, "first", api_name="/blind_rate")
     listener.predict(api_name="/blind_played_1")
-    listener.predict(api_name="/blind_played_2")
+    app["clock"].advance(0.5)
+    listener.predict(api_name="/blind_paused_1")  # half a second, then paused: not heard
+    listen(app, listener, "2")
+    with pytest.raises(AppError, match="clip 1"):
+        listener.predict(5, 4, "first", api_name="/blind_rate")
+    listen(app, listener, "1")
     status, reveal = listener.predict(5, 2, "first", api_name="/blind_rate")
-    assert "Saved" in status and "Clip 1 was" in reveal and CONFIG_LABEL.search(reveal)
+    assert "Saved" in status and not CONFIG_LABEL.search(reveal + status)  # no reveal after a vote
     with pytest.raises(AppError, match="already rated"):
         listener.predict(5, 2, "first", api_name="/blind_rate")
 
     reloaded = client(app, "dora")  # a page reload: new session, same listener id
     out = reloaded.predict(api_name="/blind_start")
     assert "Trial 2 of 3" in out[2]
-    reloaded.predict(api_name="/blind_played_1")
-    reloaded.predict(api_name="/blind_played_2")
+    listen_both(app, reloaded)
     reloaded.predict(3, 4, "none", api_name="/blind_rate")
 
     plan = plan_from_dict(
@@ -216,10 +258,8 @@ def test_blind_plan_generate_rate_resume(app) -> None:
     # Clip 1 was rated 5 and preferred: in configuration terms that is the side shown first.
     assert first["preference"] == first["shown_first"]
     assert first[f"score_{first['shown_first'].lower()}"] == "5"
-    assert (
-        f"Clip 1 was **{first['shown_first']}: {first[first['shown_first'].lower() + '_config']}**" in reveal
-    )
     assert {r["mode"] for r in mine} == {"blind"} and all(r["a_config"] == "float32-n10" for r in mine)
+    assert all((r["a_plays"], r["b_plays"], r["trial_kind"]) == ("1", "1", "test") for r in mine)
 
 
 def test_concurrent_listeners(app) -> None:
@@ -233,8 +273,7 @@ def test_concurrent_listeners(app) -> None:
             c = client(app, name)
             for _ in range(3):
                 c.predict(api_name="/blind_next" if _ else "/blind_start")
-                c.predict(api_name="/blind_played_1")
-                c.predict(api_name="/blind_played_2")
+                listen_both(app, c)
                 c.predict(4, 4, "none", api_name="/blind_rate")
         except Exception as err:  # noqa: BLE001 - reported below
             errors.append(err)

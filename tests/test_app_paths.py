@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from abapp.blind import BlindSession, _load_trial
-from abapp.state import rating_row
+from abapp.blind_handlers import BlindSession, load_trial
+from abapp.playback import ClipPlayback
+from abapp.state import Judgement, rating_row
 from abapp.synthesis import make_options, read_prompt_audio, render_pair, result_markdown
 from abapp.ui import make_context
 from app import warmup_configs
@@ -109,6 +110,10 @@ def _prompt(ctx):
     return str(asset.path), asset.transcript
 
 
+def _heard(seconds: float) -> ClipPlayback:
+    return ClipPlayback(seconds).started(0.0).ended(seconds)
+
+
 def _csv_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
@@ -119,8 +124,10 @@ def test_playground_pair_is_logged_under_the_plan_labels(app):
     path, transcript = _prompt(ctx)
     a, b = make_options(10, "float16", 0, "A"), make_options(5, "bfloat16", 0, "B")
     out = render_pair(ctx, TEXT, path, transcript, a, b, "auto", lambda f, m: None)
-    pair = out.pair.with_played("first").with_played("second")
-    ctx.store.append(rating_row(pair, "alice", "s1", 4, 3, "first", "test"))
+    heard = _heard(out.result_a.duration), _heard(out.result_b.duration)
+    ctx.store.append(
+        rating_row(out.pair, heard, Judgement(4, 3, "first"), listener_id="alice", session_id="s1", app_version="t")
+    )
     row = _csv_rows(ctx.store.path)[-1]
     assert (row["a_config"], row["b_config"]) == ("float16-n10", "bfloat16-n5")
     assert row["a_backend"] == out.result_a.backend != "" and row["a_llm_backend"] == out.result_a.llm_backend
@@ -161,10 +168,11 @@ def test_blind_trial_and_report_use_the_plan_labels(app):
         trials = assign_trials(plan, listener, ctx.texts, ctx.prompts)
         session = BlindSession(listener, plan, tuple(trials), trials[0])
         for trial in trials:
-            pair, first, second = _load_trial(ctx, session, trial)
+            pair, first, second, seconds = load_trial(ctx, session, trial)
             assert Path(first).is_file() and Path(second).is_file()
-            pair = pair.with_played("first").with_played("second")
-            ctx.store.append(rating_row(pair, listener, "s2", 4, 4, "none", "test"))
+            heard = _heard(seconds), _heard(seconds)
+            row = rating_row(pair, heard, Judgement(4, 4, "none"), listener_id=listener, session_id="s2", app_version="t")
+            ctx.store.append(row)
     blind_rows = [r for r in _csv_rows(ctx.store.path) if r["mode"] == "blind"]
     assert {r["a_config"] for r in blind_rows} | {r["b_config"] for r in blind_rows} == {
         c.label for c in plan.configs

@@ -9,10 +9,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from abapp.playback import ClipPlayback
 from abapp.results_tab import counts_table
 from abapp.spectrogram import pair_figure
-from abapp.state import PairState, RatingRefused, Side, clean_listener_id, rating_row
+from abapp.state import Judgement, PairState, RatingRefused, Side, clean_listener_id, rating_row
 from abapp.synthesis import check_text, make_options, read_prompt_audio
+from eval.conditions import Condition
 from eval.ratings import RatingsStore, format_row
 from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
@@ -20,60 +22,78 @@ from tts_core.constants import MAX_TEXT_CHARS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pair(shown_first: str = "B", played=frozenset({"first", "second"}), rated: bool = False) -> PairState:
+def pair(shown_first: str = "B", rated: bool = False) -> PairState:
     return PairState(
         trial_id="t1",
         mode="blind",
         text_id="en_01",
         text="Hello, world.",
         prompt_id="en_flite_slt",
-        a=Side(ConfigId("float16", 10), "float16", "torch", "eager", 0, "aaaa"),
-        b=Side(ConfigId("bfloat16", 5), "bfloat16", "torch", "eager", 0, "bbbb"),
+        a=Side(Condition.rendered(ConfigId("float16", 10)), "float16", "torch", "eager", 0, "aaaa"),
+        b=Side(Condition.rendered(ConfigId("bfloat16", 5)), "bfloat16", "torch", "eager", 0, "bbbb"),
         shown_first=shown_first,
         model_id="m",
         model_hash="h",
-        played=frozenset(played),
         rated=rated,
     )
 
 
+def heard(times: int = 1, seconds: float = 2.0) -> ClipPlayback:
+    """A clip of ``seconds`` played to its end ``times`` times (server clock)."""
+    playback, now = ClipPlayback(seconds), 0.0
+    for _ in range(times):
+        playback = playback.started(now)
+        now += seconds
+        playback = playback.ended(now)
+    return playback
+
+
+BOTH = (heard(1), heard(3))
+
+
+def row_for(p, first, second, pref, playback=BOTH, listener="alice"):
+    return rating_row(p, playback, Judgement(first, second, pref), listener_id=listener, session_id="s", app_version="x")
+
+
 def test_screen_positions_map_to_configurations() -> None:
-    # B is shown first: clip 1 is B. Scores and preference must land on the right configuration.
-    row = rating_row(
-        pair("B"), "alice", "s", score_first=2, score_second=5, preferred_position="second", app_version="x"
-    )
+    # B is shown first: clip 1 is B. Scores, preference and play counts land on the right configuration.
+    row = row_for(pair("B"), 2, 5, "second")
     assert (row["score_a"], row["score_b"], row["preference"], row["shown_first"]) == (5, 2, "A", "B")
+    assert (row["a_plays"], row["b_plays"], row["trial_kind"]) == (3, 1, "test")
     assert row["a_config"] == "float16-n10" and row["b_config"] == "bfloat16-n5"
-    row = rating_row(pair("A"), "alice", "s", 2, 5, "second", "x")
-    assert (row["score_a"], row["score_b"], row["preference"]) == (2, 5, "B")
-    assert rating_row(pair("A"), "alice", "s", "3", "4", "none", "x")["preference"] == "none"
+    row = row_for(pair("A"), 2, 5, "second")
+    assert (row["score_a"], row["score_b"], row["preference"], row["a_plays"]) == (2, 5, "B", 1)
+    assert row_for(pair("A"), "3", "4", "none")["preference"] == "none"
     format_row(row)  # the store accepts it as is
 
 
 @pytest.mark.parametrize(
-    "state, listener, scores, pref, message",
+    "state, listener, scores, pref, playback, message",
     [
-        (None, "alice", (3, 3), "none", "no pair"),
-        (pair(), None, (3, 3), "none", "listener id"),
-        (pair(played={"first"}), "alice", (3, 3), "none", "clip 2"),
-        (pair(played=set()), "alice", (3, 3), "none", "clip 1 and 2"),
-        (pair(rated=True), "alice", (3, 3), "none", "already rated"),
-        (pair(), "alice", (None, 3), "none", "clip 1 a score"),
-        (pair(), "alice", (3, 6), "none", "1-5"),
-        (pair(), "alice", (3, 3), None, "preference"),
+        (None, "alice", (3, 3), "none", BOTH, "no pair"),
+        (pair(), None, (3, 3), "none", BOTH, "listener id"),
+        (pair(), "alice", (3, 3), "none", (heard(), ClipPlayback(2.0)), "clip 2"),
+        (pair(), "alice", (3, 3), "none", (None, ClipPlayback(2.0).started(0.0)), "clip 1 and 2"),
+        (pair(rated=True), "alice", (3, 3), "none", BOTH, "already rated"),
+        (pair(), "alice", (None, 3), "none", BOTH, "clip 1 a score"),
+        (pair(), "alice", (3, 6), "none", BOTH, "1-5"),
+        (pair(), "alice", (3, 3), None, BOTH, "preference"),
     ],
 )
-def test_refusals(state, listener, scores, pref, message) -> None:
+def test_refusals(state, listener, scores, pref, playback, message) -> None:
     with pytest.raises(RatingRefused, match=message):
-        rating_row(state, listener, "s", *scores, pref, "x")
+        row_for(state, *scores, pref, playback=playback, listener=listener)
 
 
-def test_with_played_and_reveal() -> None:
-    p = pair("B", played=set()).with_played("second")
-    assert p.played == {"second"}
-    with pytest.raises(ValueError):
-        p.with_played("third")
-    assert p.reveal().startswith("Clip 1 was **B: bfloat16-n5**")
+def test_a_clip_is_heard_only_when_played_to_its_end() -> None:
+    clip = ClipPlayback(10.0)
+    assert not clip.started(0.0).ended(2.0).heard  # skipped to the end after 2 s
+    assert not clip.ended(100.0).heard  # an end without a start
+    resumed = clip.started(0.0).paused(4.0).started(60.0).ended(65.5)  # 4 s + 5.5 s, a pause between
+    assert resumed.heard and resumed.plays == 1 and resumed.listened_s == pytest.approx(9.5)
+    twice = resumed.started(70.0).ended(80.0)
+    assert twice.plays == 2
+    assert twice.started(90.0).ended(91.0).plays == 2  # a third end needs a third listening
 
 
 def test_listener_ids() -> None:

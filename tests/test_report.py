@@ -247,7 +247,7 @@ def _corrupt(path: Path, column: str, value: str, row: int = 2) -> None:
         (lambda p: _corrupt(p, "score_a", "3.5"), "'score_a' must hold integers"),
         (lambda p: _corrupt(p, "preference", "left"), "'preference' must be one of"),
         (lambda p: _corrupt(p, "listener_id", ""), "'listener_id' is empty in data row 3"),
-        (lambda p: p.write_text(p.read_text() + "1,2,3\n"), "3 fields where the header has 30"),
+        (lambda p: p.write_text(p.read_text() + "1,2,3\n"), f"3 fields where the header has {len(COLUMNS)}"),
         (lambda p: p.write_text(""), "empty"),
         (lambda p: p.write_text(",".join(COLUMNS) + "\n"), "no ratings"),
         (lambda p: p.write_bytes(b"\xff\xfe\x00garbage\x00\x81"), "cannot be read"),
@@ -294,7 +294,7 @@ def test_ratings_written_by_the_app_store_are_read(tmp_path):
     for i, row in enumerate(write_log(tmp_path / "sim.csv", n_listeners=3, n_texts=2)):
         cells = {k: v for k, v in row.items() if k not in ("schema_version", "timestamp_utc")}
         cells |= {"a_flow_steps": 10, "b_flow_steps": 5, "a_seed": 0, "b_seed": 0, "shown_first": "A"}
-        cells |= {"session_id": "s", "trial_id": f"trial-{i}"}
+        cells |= {"session_id": "s", "trial_id": f"trial-{i}", "a_plays": 1, "b_plays": 1, "trial_kind": "test"}
         store.append(cells)
     summary = report.summarize(store.path, BASE, n_boot=200)
     assert summary.n_judgements == 12

@@ -104,6 +104,9 @@ def seed_ratings(path: Path) -> None:
                 "model_id": "sim",
                 "model_hash": "sim",
                 "app_version": "sim",
+                "a_plays": 1,
+                "b_plays": 1,
+                "trial_kind": "test",
             }
         )
 
