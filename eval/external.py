@@ -106,6 +106,7 @@ def _check_entry(entry: object, folder: Path, texts: dict, prompts: dict) -> Ext
     if missing or unknown:
         raise ValueError(f"missing field(s) {missing}" if missing else f"unknown field(s) {unknown}")
     label = check_external_label(entry["config"])
+    rtf, latency = _optional_number(entry, "rtf"), _optional_number(entry, "latency_s")
     if entry["text_id"] not in texts:
         raise ValueError(f"text id {entry['text_id']!r} is not in assets/texts/sentences.json")
     if entry["prompt_id"] not in prompts:
@@ -139,8 +140,8 @@ def _check_entry(entry: object, folder: Path, texts: dict, prompts: dict) -> Ext
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         sample_rate=int(rate),
         n_samples=int(audio.shape[0]),
-        rtf=_optional_number(entry, "rtf"),
-        latency_s=_optional_number(entry, "latency_s"),
+        rtf=rtf,
+        latency_s=latency,
     )
 
 

@@ -1,30 +1,24 @@
 """The app's endpoints through gradio_client, against an in-process server with the demo model.
 
 Each ``Client`` is one browser session (its own ``gr.State``); a new Client with the same
-listener id is what a page reload looks like to the server.
+listener id is what a page reload looks like to the server (tests/app_helpers.py).
 """
 
 from __future__ import annotations
 
-import csv
-import os
 import re
-import socket
 import threading
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import pytest  # noqa: E402
+import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from eval.ratings import RatingsStore  # noqa: E402
-from eval.ratings_schema import COLUMNS  # noqa: E402
+from eval import loudness  # noqa: E402
 from eval.trials import assign_trials, load_prompts, load_texts, plan_from_dict  # noqa: E402
+from tests.app_helpers import client, listen, listen_both, rows, running_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = ROOT / "assets" / "prompts" / "en_flite_slt.wav"
@@ -42,76 +36,13 @@ PLAN_ARGS = (
     "float32-n10",
 )
 
-CLIP_LONGER_THAN_S = 120.0  # fake seconds a listener takes per clip: longer than any demo clip
-
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class FakeClock:
-    """The app's playback clock: moves only when a test says so (a listener taking time to listen)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from app import build_ui
-    from tts_core import load_pipeline
-    from tts_core.factory import demo_model_dir
-
-    data = tmp_path_factory.mktemp("appdata")
-    store = RatingsStore(data / "ratings.csv")
-    clock = FakeClock()
-    pipe = load_pipeline(demo_model_dir(), device="cpu")
-    demo = build_ui(pipe, store, data, admin_password=PASSWORD, clock=clock)
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield {"url": f"http://127.0.0.1:{port}/", "data": data, "csv": data / "ratings.csv", "clock": clock}
-    demo.close()
-
-
-def listen(app, c: Client, clip: str, seconds: float = CLIP_LONGER_THAN_S) -> None:
-    """Play ``clip`` ("1"/"2" in the blind test, "a"/"b" in the playground) to its end."""
-    prefix = "/blind_" if clip in "12" else "/"
-    c.predict(api_name=f"{prefix}played_{clip}")
-    app["clock"].advance(seconds)
-    c.predict(api_name=f"{prefix}ended_{clip}")
-
-
-def listen_both(app, c: Client, clips: str = "12") -> None:
-    for clip in clips:
-        listen(app, c, clip)
-
-
-def client(app, listener: str | None = None) -> Client:
-    c = Client(app["url"], verbose=False)
-    if listener is not None:
-        c.predict(listener, api_name="/set_listener")
-    return c
-
-
-def rows(app) -> list[dict[str, str]]:
-    with open(app["csv"], newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        assert next(reader) == list(COLUMNS)
-        return [dict(zip(COLUMNS, r, strict=True)) for r in reader]
+    with running_app(tmp_path_factory.mktemp("appdata"), PASSWORD) as served:
+        yield served
 
 
 def generate(
@@ -141,6 +72,9 @@ def test_playground_generate_play_rate(app) -> None:
     for path in (audio_a, audio_b):
         audio, rate = sf.read(path)
         assert rate == 24_000 and len(audio) > 0
+        # Loudness-matched for the player (on by default); measured independently of the app's record.
+        assert loudness.integrated_loudness(audio, rate) == pytest.approx(loudness.TARGET_LUFS, abs=0.2)
+    assert "LUFS" in info_a and "→ -23.0 LUFS" in info_b
     assert "RTF" in info_a and "ran: float32" in info_a and "float32-n10" in info_a and "float32-n5" in info_b
     assert "LLM" in info_b and "flow" in info_b and "vocoder" in info_b
     assert "mel" in distances

@@ -201,3 +201,23 @@ def test_processes_append_to_one_file(tmp_path: Path) -> None:
     for k in range(n_proc):
         mine = [int(i.split("-")[1]) for i in ids if i.startswith(f"p{k}-")]
         assert mine == sorted(mine)
+
+
+def test_a_schema_2_log_is_read_and_never_appended_to(tmp_path: Path) -> None:
+    from eval.ratings_io import read_ratings
+    from eval.ratings_schema import ADDED_IN_V3, V2_COLUMNS
+    from tests.conftest import judgement
+
+    path = tmp_path / "ratings-v2.csv"
+    cells = [{**{k: v for k, v in judgement(f"t{i}").items() if k in V2_COLUMNS}, "schema_version": 2} for i in range(3)]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=V2_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**dict.fromkeys(V2_COLUMNS, ""), **c, "timestamp_utc": "2026-01-01T00:00:00.000Z"} for c in cells)
+    before = path.read_bytes()
+    table = read_ratings(path)
+    assert len(table) == 3 and set(table["schema_version"]) == {2}
+    assert all(set(table[c]) == {""} for c in ADDED_IN_V3)  # columns schema 2 did not have
+    with pytest.raises(RatingsFileError, match="schema 2.*--ratings NEW.csv"):
+        RatingsStore(path)
+    assert path.read_bytes() == before
