@@ -146,7 +146,10 @@ def _panel_layout(ctx: AppContext) -> tuple[PanelWidgets, gr.File, gr.Button, gr
             )
             reveal_at_end = gr.Checkbox(value=False, label="Show each listener their scores per configuration at the end")
         external_dir = gr.Textbox(value="", label="Folder of clips made by another system (manifest.json inside; optional)")
-        plan_file = gr.File(file_types=[".json", ".yaml", ".yml"], label="…or load a plan file (JSON / YAML)", height=120)
+        plan_file = gr.File(
+            file_types=[".json", ".yaml", ".yml"], label="…or load a plan file (JSON / YAML)", height=120,
+            elem_id="blind-plan-file",
+        )  # fmt: skip
         with gr.Row():
             use_form = gr.Button("Use the plan above")
             generate = gr.Button("Pre-generate clips", variant="primary", elem_id="blind-generate")

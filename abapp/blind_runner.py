@@ -185,8 +185,8 @@ class BlindTestRunner:
             f"**Hidden controls per listener:** {n_anchor} anchor trial(s)"
             + (f" (`{plan.anchor_condition.label}` vs the baseline)" if n_anchor else "")
             + f" · {n_reference} hidden-reference trial(s) (baseline vs itself) · "
-            + ("the listener sees their mean score per configuration at the end" if plan.reveal_at_end
-               else "nothing is revealed to listeners"),
+            + ("the listener sees their mean score per configuration at the end  " if plan.reveal_at_end
+               else "nothing is revealed to listeners  "),
         ]
         if plan.external_configs:
             lines.append(f"**External clips:** {', '.join(plan.external_configs)} from `{plan.external_dir}`  ")

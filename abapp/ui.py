@@ -24,6 +24,9 @@ CACHE_KEEP_S = 3600  # seconds gradio keeps a served file (and how often it prun
 CSS = """
 .random-weights-notice { background: #fff4d6; border: 1px solid #e0b000; border-radius: 6px; padding: 4px 12px; }
 .random-weights-notice p { color: #5a4500 !important; }
+/* A/B clips are heard at their own speed: no playback-rate button on those players. */
+#blind-audio-1 button.playback, #blind-audio-2 button.playback,
+#pg-audio-a button.playback, #pg-audio-b button.playback { display: none; }
 """
 
 

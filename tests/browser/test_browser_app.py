@@ -47,7 +47,7 @@ GENERATE_TIMEOUT_MS = 90_000
 # Plan-only configurations: these labels appear nowhere in the page unless the plan leaks.
 PLAN = {
     "name": "browser plan",
-    "texts": ["en_01", "en_03"],
+    "texts": ["en_01", "en_02"],
     "prompts": ["en_flite_slt"],
     "configs": [
         {"dtype": "float32", "flow_steps": 10},
@@ -104,6 +104,8 @@ def seed_ratings(path: Path) -> None:
                 "model_id": "sim",
                 "model_hash": "sim",
                 "app_version": "sim",
+                "a_llm_backend": "eager",
+                "b_llm_backend": "eager",
                 "a_plays": 1,
                 "b_plays": 1,
                 "trial_kind": "test",
@@ -198,9 +200,30 @@ def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
     )
 
 
+LISTENING_LINES = {"pg-audio-a": ("#pg-listening", "A ✓"), "pg-audio-b": ("#pg-listening", "B ✓"),
+                   "blind-audio-1": ("#blind-listening", "Clip 1 ✓"), "blind-audio-2": ("#blind-listening", "Clip 2 ✓")}  # fmt: skip
+HEARD_TIMEOUT_MS = 60_000  # a demo clip lasts a few seconds; the app's own line says when it was heard
+
+
+def press(page, audio_id: str, button: str) -> None:
+    page.locator(f"#{audio_id} .play-pause-wrapper button[aria-label='{button}']").click()
+
+
+def player_state(page, audio_id: str) -> str:
+    """'Play' while paused or stopped, 'Pause' while playing (the label of its main button)."""
+    return page.locator(f"#{audio_id} .play-pause-wrapper button").nth(1).get_attribute("aria-label")
+
+
 def play(page, audio_id: str) -> None:
-    page.locator(f"#{audio_id} button[aria-label='Play']").click()
-    page.wait_for_timeout(400)  # the play event reaches the server
+    """Play a clip to its end: the app says so in its listening line once the server counted it."""
+    press(page, audio_id, "Play")
+    selector, text = LISTENING_LINES[audio_id]
+    wait_text(page, selector, text, HEARD_TIMEOUT_MS)
+
+
+def visible_error_badges(page) -> int:
+    """Error badges shown on output components (the toast is the one message a refusal gives)."""
+    return page.evaluate("() => document.querySelectorAll('[data-testid=status-tracker]:not(.hide) .error').length")
 
 
 def choose(page, radio_id: str, label: str) -> None:
@@ -237,6 +260,7 @@ def test_playground_generate_play_rate(browser, server) -> None:
     wait_text(page, "#pg-status", "New pair", GENERATE_TIMEOUT_MS)
     playwright_api.expect(page.locator("#pg-generate")).to_be_enabled()
     assert "RTF" in page.inner_text("#pg-info-a") and "ran: float32" in page.inner_text("#pg-info-b")
+    assert "→ -23.0 LUFS" in page.inner_text("#pg-info-a")  # loudness-matched by default
     screenshot(page, "playground")
     choose(page, "pg-score-a", "4 · Good")
     choose(page, "pg-score-b", "2 · Poor")
@@ -299,7 +323,7 @@ def test_bad_input_shows_errors_and_app_stays_usable(browser, server, tmp_path: 
     steps_a.press("Enter")
     page.click("#pg-generate")
     wait_text(page, "#pg-status", "New pair", GENERATE_TIMEOUT_MS)  # still usable
-    assert "3 steps" in page.inner_text("#pg-info-a")
+    assert "A: float32-n3" in page.inner_text("#pg-info-a")
     page.close()
 
 
@@ -330,13 +354,27 @@ def test_blind_two_trials_with_reload(browser, server) -> None:
     choose(page, "blind-preference", "Clip 1")
     page.click("#blind-rate")
     expect_error(page, "listen to both clips")
+    assert visible_error_badges(page) == 0  # one message, the other outputs as they were
+    assert page.inner_text("#blind-counter").startswith("Trial 1 of 3")
+
+    assert not page.locator("#blind-audio-1 button.playback").is_visible()  # no 1.5x / 2x playback
+    # Both at once: starting clip 2 pauses clip 1. Then a partial listening does not count.
+    press(page, "blind-audio-1", "Play")
+    playwright_api.expect(page.locator("#blind-audio-1 .play-pause-wrapper button[aria-label='Pause']")).to_be_visible()
+    press(page, "blind-audio-2", "Play")
+    playwright_api.expect(page.locator("#blind-audio-1 .play-pause-wrapper button[aria-label='Play']")).to_be_visible()
+    assert player_state(page, "blind-audio-2") == "Pause"
+    press(page, "blind-audio-2", "Pause")
+    page.click("#blind-rate")
+    expect_error(page, "not heard to the end yet: clip 1 and 2")
     play(page, "blind-audio-1")
+    page.click("#blind-rate")
+    expect_error(page, "not heard to the end yet: clip 2")
     play(page, "blind-audio-2")
     page.click("#blind-rate")
     wait_text(page, "#blind-status", "Saved")
-    reveal = page.inner_text("#blind-reveal")
-    screenshot(page, "blind_reveal")
-    assert "Clip 1 was" in reveal and any(label in reveal for label in SECRET_LABELS)
+    assert not any(label in page.content() for label in SECRET_LABELS)  # no reveal after a vote
+    screenshot(page, "blind_rated")
     playwright_api.expect(page.locator("#blind-rate")).to_be_disabled()  # one rating per trial
     page.click("#blind-next")
     wait_text(page, "#blind-counter", "Trial 2 of 3")
@@ -365,6 +403,7 @@ def test_blind_two_trials_with_reload(browser, server) -> None:
     )
     assert second["preference"] == "none" and second[f"score_{second['shown_first'].lower()}"] == "2"
     assert all(r["a_config"] == "float32-n10" and r["b_config"] in SECRET_LABELS for r in mine)
+    assert all(r["a_plays"] == r["b_plays"] == "1" for r in mine)
     page.close()
 
 
@@ -394,6 +433,29 @@ def test_results_tab_matches_the_csv(browser, server, tmp_path: Path) -> None:
     assert shown["float32-n10"][8] == "baseline"
     files = re.sub(r"\s+", "", page.text_content("#results-files"))  # names are split into stem + suffix
     assert re.search(r"ratings-\d{8}T\d{6}Z\.csv", files) and "rating-sheet.xlsx" in files
+    page.close()
+
+
+def test_panel_shows_the_active_plan_and_a_loaded_file_fills_the_form(browser, server) -> None:
+    page = open_app(browser, server)
+    page.get_by_role("tab", name="Blind test").click()
+    page.locator("text=Experimenter: test plan and clip generation").click()
+    assert "Enter the admin password" in page.inner_text("#blind-plan-status")  # locked: nothing named
+    page.fill("#blind-admin-pw input", PASSWORD)
+    page.click("text=Refresh status")
+    wait_text(page, "#blind-plan-status", "browser plan")
+    playwright_api.expect(page.get_by_label("Plan name")).to_have_value("browser plan")  # the form too
+    page.locator("#blind-plan-file input[type=file]").set_input_files(str(ROOT / "assets/plans/example.yaml"))
+    wait_text(page, "#blind-plan-status", "flow steps only (English)")
+    playwright_api.expect(page.get_by_label("Plan name")).to_have_value("flow steps only (English)")
+    playwright_api.expect(page.get_by_label("Trials per listener")).to_have_value("16")
+    playwright_api.expect(page.get_by_label("More configurations (e.g. float32-n3, bfloat16-n7)")).to_have_value(
+        "float32-n3"
+    )
+    page.reload()  # the next page load shows the locked panel again, and the example form
+    page.get_by_role("tab", name="Blind test").click()
+    page.locator("text=Experimenter: test plan and clip generation").click()
+    wait_text(page, "#blind-plan-status", "Enter the admin password")
     page.close()
 
 
