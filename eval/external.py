@@ -12,7 +12,7 @@ A folder holds the audio files and ``manifest.json``::
 label is not one of this app's labels, the ids exist, the file is inside the folder, readable,
 mono, at a usable sample rate, of a usable length and not silent) and reports every problem at
 once; :func:`import_folder` puts the clips into the clip bank at the bank's sample rate, loudness-
-matched like every other clip, under content keys. ``scripts/external_from_server.py`` makes such
+matched like every other clip, under content keys. ``python -m eval.external_server`` makes such
 a folder from a running CosyVoice2 server.
 
     python -m eval.external FOLDER          # validate and summarise, exit 2 when invalid

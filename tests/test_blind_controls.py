@@ -7,10 +7,12 @@ external system is made with espeak-ng (a real other TTS), anchors are checked b
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import re
 import shutil
 import subprocess
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -346,3 +348,58 @@ def test_report_uses_test_trials_and_can_exclude_flagged_listeners(tmp_path: Pat
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["excluded_listeners"] == ["sloppy"] and doc["exclusion_rule"] == controls.EXCLUSION_RULE
     assert "sloppy" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- clips from a server
+
+
+class _FakeCosyVoiceServer(http.server.BaseHTTPRequestHandler):
+    """The official FastAPI server's zero-shot endpoint as seen from outside: multipart form in,
+    raw 16-bit mono PCM at 24 kHz streamed out (a tone whose length follows the text)."""
+
+    seen: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        fields = {name: re.search(rf'name="{name}"(?:; filename="[^"]*")?\r\n(?:[^\r]*\r\n)?\r\n'.encode(), body)
+                  for name in ("tts_text", "prompt_text", "prompt_wav")}  # fmt: skip
+        _FakeCosyVoiceServer.seen.append({"path": self.path, **{k: v is not None for k, v in fields.items()}})
+        text = body.split(b'name="tts_text"\r\n\r\n')[1].split(b"\r\n")[0].decode()
+        t = np.arange(int(0.08 * len(text) * RATE)) / RATE
+        pcm = (0.3 * np.sin(2 * np.pi * 200 * t) * 32767).astype("<i2").tobytes()
+        self.send_response(200)
+        self.end_headers()
+        for start in range(0, len(pcm), 9_600):  # streamed in chunks, as the server yields them
+            self.wfile.write(pcm[start : start + 9_600])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_folder_made_from_a_running_server_validates(tmp_path: Path, texts, prompts) -> None:
+    from eval import external_server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeCosyVoiceServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan_doc(texts=["en_01", "en_02"], prompts=["en_flite_slt"], trials_per_listener=2)))
+    out = tmp_path / "served"
+    try:
+        argv = [str(plan_file), "--server", f"http://127.0.0.1:{server.server_port}", "--label", "srv-n10", "--out", str(out)]
+        assert external_server.main(argv) == 0
+    finally:
+        server.shutdown()
+    assert _FakeCosyVoiceServer.seen[-1] == {"path": "/inference_zero_shot", "tts_text": True, "prompt_text": True,
+                                             "prompt_wav": True}  # fmt: skip
+    external = validate_folder(out, texts, prompts)
+    assert [(c.text_id, c.sample_rate) for c in external.clips] == [("en_01", RATE), ("en_02", RATE)]
+    assert external.clips[0].duration_s == pytest.approx(0.08 * len(texts["en_01"].text), abs=1e-3)
+    assert all(c.rtf is not None and c.latency_s is not None and c.latency_s >= 0 for c in external.clips)
+
+
+def test_the_example_plan_with_controls(texts, prompts) -> None:
+    from eval.trials import load_plan
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "assets" / "plans" / "controls.yaml")
+    assert plan.anchor_condition.label == "float16-n10-lp3500" and plan.reveal_at_end
+    assert Counter(t.kind for t in assign_trials(plan, "x", texts, prompts)) == {"test": 20, "anchor": 2, "reference": 2}
