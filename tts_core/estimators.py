@@ -67,6 +67,27 @@ class FlowBackend(EstimatorBackend, Protocol):
     ) -> Tensor: ...
 
 
+class ChunkFlowBackend(Protocol):
+    """Runs a non-final streaming call (:mod:`tts_core.streaming`) through the flow.
+
+    ``run_chunk`` takes the arguments of :meth:`FlowModel.inference` and returns what
+    ``flow.inference(..., streaming=True, lookahead=True)`` does: chunk attention masks, the last
+    3 of ``tokens`` as look-ahead context -> mel (1, 80, 2 (L - 3)) float32.
+    """
+
+    name: str
+
+    def run_chunk(
+        self,
+        flow: FlowModel,
+        tokens: Tensor,
+        prompt_tokens: Tensor,
+        prompt_mel: Tensor,
+        embedding: Tensor,
+        n_steps: int,
+    ) -> Tensor: ...
+
+
 class TorchEstimator:
     """Runs the estimator module eagerly.
 
@@ -97,6 +118,20 @@ class TorchEstimator:
     ) -> Tensor:
         """Same as ``flow.inference(..., n_steps, estimator=self)``."""
         return flow.inference(tokens, prompt_tokens, prompt_mel, embedding, n_steps, estimator=self)
+
+    def run_chunk(
+        self,
+        flow: FlowModel,
+        tokens: Tensor,
+        prompt_tokens: Tensor,
+        prompt_mel: Tensor,
+        embedding: Tensor,
+        n_steps: int,
+    ) -> Tensor:
+        """A non-final streaming call in eager torch (the flow's own estimator, chunk masks)."""
+        return flow.inference(
+            tokens, prompt_tokens, prompt_mel, embedding, n_steps, streaming=True, lookahead=True
+        )
 
 
 def select_estimator_backend(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .llm import SpeechLM, decode_plan
+from .llm import SpeechLM, decode_plan, first_stop, join_pieces
 from .options import SynthesisOptions
 from .qwen2 import KVCache, apply_rotary
 from .sampling import SamplingParams, draw_uniforms, ras_sample
@@ -298,6 +299,22 @@ class StaticDecoder:
         stop_check_every: int = 1,
     ) -> Tensor:
         """Same contract and randomness as :meth:`SpeechLM.generate` -> (L,) int64 on the device."""
+        pieces = self.generate_pieces(
+            text_ids, prompt_text_ids, prompt_speech_tokens, options, generator, stop_check_every
+        )
+        return join_pieces(list(pieces), self.lm.llm_decoder.weight.device)
+
+    @torch.inference_mode()
+    def generate_pieces(
+        self,
+        text_ids: Tensor,
+        prompt_text_ids: Tensor,
+        prompt_speech_tokens: Tensor,
+        options: SynthesisOptions,
+        generator: torch.Generator | None,
+        stop_check_every: int = 1,
+    ) -> Iterator[Tensor]:
+        """Same as :meth:`SpeechLM.generate_pieces`: the tokens confirmed at each stop check."""
         plan = decode_plan(text_ids, options)
         min_len, max_len, forbidden_early, params = (
             plan.min_len,
@@ -331,7 +348,7 @@ class StaticDecoder:
 
         per_call = STEPS_PER_GRAPH if st.graph is not None else 1
         check_every = max(1, stop_check_every // per_call)  # in calls
-        n_done, made, calls = max_len, 0, 0
+        made, calls, confirmed = 0, 0, 0
         while made < max_len:
             if st.graph is not None:
                 st.graph.replay()
@@ -339,8 +356,10 @@ class StaticDecoder:
                 self._step(st, params)
             made, calls = min(made + per_call, max_len), calls + 1
             if calls % check_every == 0 or made == max_len:
-                stops = (st.tokens[:made] >= lm.cfg.speech_token_size).nonzero()
-                if stops.numel():
-                    n_done = int(stops[0, 0])
-                    break
-        return st.tokens[:n_done].clone()
+                end, stopped = first_stop(st.tokens, confirmed, made, lm.cfg.speech_token_size)
+                if end > confirmed:
+                    # A copy: the state (and its token buffer) serves the next request.
+                    yield st.tokens[confirmed:end].clone()
+                confirmed = end
+                if stopped:
+                    return

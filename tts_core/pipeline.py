@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -27,7 +28,9 @@ from .model_dir import ModelDir, resolve_source, weights_digest
 from .options import SynthesisOptions
 from .prompt import PromptFeatures
 from .results import GeneratedTokens, SynthesisResult, Timings
-from .runtime import ModelCopies
+from .runtime import DtypeModels, ModelCopies
+from .stream_render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
+from .stream_session import StreamJob, SynthesisStream
 from .text import TextTokenizer
 from .text_normalize import detect_language, normalize_text, split_sentences
 
@@ -37,6 +40,8 @@ Progress = Callable[[float, str], None]
 WARMUP_TEXT_IDS = (1, 2, 3, 4)  # any valid text ids: warm-up output is discarded
 WARMUP_TOKENS = 8
 WARMUP_PROMPT_TOKENS = 25
+# A streamed warm-up long enough for the first hop, two more hops and a final call (25+50+100+3).
+WARMUP_STREAM_TOKENS = 200
 
 
 @dataclass(frozen=True)
@@ -171,11 +176,18 @@ class Pipeline:
         tokens: GeneratedTokens | torch.Tensor | Sequence[torch.Tensor],
         prompt: PromptFeatures,
         options: SynthesisOptions,
+        excitation: ExcitationSource | None = None,
     ) -> SynthesisResult:
-        """Render speech tokens with the flow settings of ``options`` (flow_steps, dtype, speed).
+        """Render speech tokens with the flow settings of ``options`` (flow_steps, dtype, speed,
+        streaming).
 
         Render the same ``GeneratedTokens`` twice with different options to compare flow settings
         on identical tokens. The result's LLM time is that of ``tokens`` when it is GeneratedTokens.
+        ``options.streaming`` renders them chunk by chunk as the official streaming path does
+        (:mod:`tts_core.streaming`) and lists the chunks in ``result.stream``.
+        ``excitation``: a test seam; the vocoder's excitation per vocoder call (e.g. a
+        :class:`~tts_core.stream_render.RecordedExcitation` of the official run) instead of fresh
+        draws seeded by ``options.seed``.
         """
         segments, llm_seconds, warnings = self._token_segments(tokens)
         llm_backend = tokens.llm_backend if isinstance(tokens, GeneratedTokens) else "none"
@@ -184,16 +196,21 @@ class Pipeline:
             warnings.append(warning)
             log.warning(warning)
         models = self._copies.get(dtype_ran)
+        if options.streaming:
+            timing = (llm_seconds, llm_backend)
+            return self._stream_tokens(segments, prompt, options, excitation, models, timing, warnings)
         flow, backend = models.flow, models.flow_backend
         dev = self._device.torch
         p_tokens = prompt.speech_tokens.to(dev).unsqueeze(0)
         p_mel = prompt.mel.to(dev).unsqueeze(0)
         p_emb = prompt.embedding.to(dev).unsqueeze(0)
-        generator = torch.Generator(device=dev).manual_seed(options.seed)
+        if excitation is None:
+            generator = torch.Generator(device=dev).manual_seed(options.seed)
+            excitation = DrawnExcitation(self._models.hift, generator)
         mels, audio = [], []
         flow_s = vocoder_s = 0.0
         with self._lock:
-            for seg in segments:
+            for index, seg in enumerate(segments):
                 synchronize(dev)
                 t0 = time.perf_counter()
                 mel = backend.run_flow(
@@ -205,7 +222,7 @@ class Pipeline:
                 synchronize(dev)
                 t1 = time.perf_counter()
                 with tf32_convolutions(self._device):
-                    wav = self._models.hift(mel.float(), generator)
+                    wav = vocode(self._models.hift, mel.float(), excitation, index)
                 synchronize(dev)
                 t2 = time.perf_counter()
                 flow_s += t1 - t0
@@ -223,6 +240,60 @@ class Pipeline:
             llm_backend=llm_backend,
             device=self._device.label,
             warnings=tuple(warnings),
+        )
+
+    def _stream_tokens(
+        self,
+        segments: list[torch.Tensor],
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+        excitation: ExcitationSource | None,
+        models: DtypeModels,
+        llm: tuple[float, str],
+        warnings: list[str],
+    ) -> SynthesisResult:
+        """``tokens_to_audio`` with ``options.streaming``: every call of the schedule, in order.
+
+        llm: (seconds, decoder) of the LLM run that made the tokens.
+        """
+        with self._lock:
+            synchronize(self._device.torch)
+            start = time.perf_counter()
+            renderer = self._renderer(models, prompt, options, excitation, start)
+            renderer.render_tokens(segments)
+            wall = time.perf_counter() - start
+        return renderer.result(
+            speech_tokens=tuple(segments),
+            options=options,
+            dtype_ran=models.dtype,
+            llm=llm,
+            warnings=tuple(warnings),
+            wall_seconds=llm[0] + wall,
+            llm_overlapped=False,
+        )
+
+    def _renderer(
+        self,
+        models: DtypeModels,
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+        excitation: ExcitationSource | None,
+        request_start: float,
+    ) -> ChunkRenderer:
+        dev = self._device.torch
+        if excitation is None:
+            generator = torch.Generator(device=dev).manual_seed(options.seed)
+            excitation = DrawnExcitation(self._models.hift, generator)
+        return ChunkRenderer(
+            models.flow,
+            models.flow_backend,
+            models.chunk_backend,
+            self._models.hift,
+            self._device,
+            PromptTensors.of(prompt, dev),
+            options.flow_steps,
+            excitation,
+            request_start,
         )
 
     def _token_segments(self, tokens) -> tuple[list[torch.Tensor], float, list[str]]:
@@ -255,7 +326,19 @@ class Pipeline:
         options: SynthesisOptions,
         progress: Progress | None = None,
     ) -> SynthesisResult:
-        """Text -> audio with one set of options (LLM and flow in ``options.dtype``)."""
+        """Text -> audio with one set of options (LLM and flow in ``options.dtype``).
+
+        With ``options.streaming`` this is :meth:`stream` run to the end: the result records the
+        chunks and the first-chunk latency of a real stream (the LLM decoding while chunks render).
+        """
+        if options.streaming:
+            stream = self.stream(text, prompt, options)
+            for number, _ in enumerate(stream, start=1):
+                if progress:  # the total is not known until the LLM stops
+                    progress(0.5, f"streamed {number} chunk{'s' if number > 1 else ''}")
+            if progress:
+                progress(1.0, "done")
+            return stream.result
         if progress:
             progress(0.0, "generating speech tokens")
         tokens = self.generate_tokens(text, prompt, options)
@@ -266,9 +349,46 @@ class Pipeline:
             progress(1.0, "done")
         return result
 
-    def warmup(self, dtypes: Sequence[str], flow_steps: Sequence[int] = (10,)) -> None:
+    def stream(
+        self, text: str | Sequence[int], prompt: PromptFeatures, options: SynthesisOptions
+    ) -> SynthesisStream:
+        """Text -> audio chunks as they are ready, while the LLM keeps decoding.
+
+        ``options.streaming`` must be True. Iterate over the returned stream for
+        :class:`~tts_core.stream_session.AudioChunk` items, then read ``stream.result``: the stitched
+        audio (the same as ``tokens_to_audio`` of the same tokens with these options), the chunks,
+        ``first_chunk_latency`` (request start -> first chunk on the host, device synchronised) and
+        ``stream.chunk_intervals``. Text problems raise ValueError here, before any work.
+        """
+        if not options.streaming:
+            raise ValueError("stream() renders streamed audio: pass options with streaming=True")
+        segments_ids, _ = self._segment_text(text)
+        dtype_ran, warning = resolve_dtype(self._device, options.dtype)
+        if warning:
+            log.warning(warning)
+        models = self._copies.get(dtype_ran)
+        job = StreamJob(
+            segments=tuple(segments_ids),
+            prompt=prompt,
+            options=options,
+            dtype_ran=dtype_ran,
+            models=models,
+            make_renderer=partial(self._renderer, models, prompt, options, None),
+            device=self._device,
+            lock=self._lock,
+            warnings=(warning,) if warning else (),
+        )
+        return SynthesisStream(job)
+
+    def warmup(
+        self, dtypes: Sequence[str], flow_steps: Sequence[int] = (10,), streaming: bool = False
+    ) -> None:
         """Build the dtype copies and run every fast path once (torch.compile, CUDA-graph
-        capture, TensorRT engine build) so that the first listener does not wait for them."""
+        capture, TensorRT engine build) so that the first listener does not wait for them.
+
+        ``streaming`` also streams one request per setting, which captures the streaming chunk
+        graphs for the warm-up prompt's length; other prompt lengths capture theirs on first use.
+        """
         prompt = PromptFeatures.from_arrays(
             [],
             torch.zeros(WARMUP_PROMPT_TOKENS, dtype=torch.long),
@@ -279,6 +399,9 @@ class Pipeline:
             for steps in flow_steps:
                 options = SynthesisOptions(dtype=dtype, flow_steps=steps, fixed_tokens=WARMUP_TOKENS)
                 self.synthesize(WARMUP_TEXT_IDS, prompt, options)
+                if streaming:
+                    streamed = options.replace(streaming=True, fixed_tokens=WARMUP_STREAM_TOKENS)
+                    self.synthesize(WARMUP_TEXT_IDS, prompt, streamed)
 
     # ------------------------------------------------------------------ internals
     def _require_tokenizer(self) -> TextTokenizer:
