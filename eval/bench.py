@@ -183,10 +183,13 @@ def run_benchmark(
     fixed_tokens: int | None,
     llm_backend: str = "auto",
     streaming: bool = False,
+    prompt_seconds: float | None = None,
 ) -> tuple[list[dict], list[RunRecord], dict]:
     """Time every configuration; returns (per-config summaries, per-run records, pipeline info).
 
     ``streaming``: each summary also gets a "streaming" block (its per-run rows under "runs").
+    ``prompt_seconds``: use only the prompt clip's first seconds (the streaming schedule depends
+    on the prompt's token count; 3 s = 75 tokens needs no first-hop pad). info gets "prompt_tokens".
     """
     from tqdm import tqdm
 
@@ -198,6 +201,10 @@ def run_benchmark(
         raise ValueError(f"unknown prompt id {prompt_id!r}; known: {', '.join(sorted(prompts))}")
     asset = prompts[prompt_id]
     audio, rate = asset.load()
+    if prompt_seconds is not None:
+        if len(audio) < prompt_seconds * rate:
+            raise ValueError(f"prompt {prompt_id!r} is shorter than --prompt_seconds {prompt_seconds}")
+        audio = audio[: int(round(prompt_seconds * rate))]
     summaries, records, info = [], [], {}
     backends = list(dict.fromkeys(c.backend for c in configs))
     bar = tqdm(total=len(configs) * (warmup + runs), desc="bench", unit="run")
@@ -205,6 +212,7 @@ def run_benchmark(
         pipe = load_pipeline(source, device=device, backend=backend, llm_backend=llm_backend)
         info = asdict(pipe.info)
         prompt = pipe.prepare_prompt(audio, rate, asset.transcript)
+        info["prompt_tokens"] = int(prompt.speech_tokens.numel())
         probe = MemoryProbe(cuda_index(pipe.info.device))
         for config in (c for c in configs if c.backend == backend):
             bar.set_postfix_str(config.label)
@@ -376,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also stream every run (Pipeline.stream): first-chunk latency, chunk intervals, streaming RTF",
     )
     parser.add_argument(
+        "--prompt_seconds",
+        type=float,
+        default=None,
+        help="cut the prompt clip to its first seconds (e.g. 3 for a 75-token prompt)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="JSON path (default results/bench/bench-<UTC>.json)"
     )
     return parser
@@ -386,6 +400,8 @@ def _check_args(args: argparse.Namespace) -> list[BenchConfig]:
 
     if args.runs < 1 or args.warmup < 0:
         raise ValueError("--runs must be at least 1 and --warmup at least 0")
+    if args.prompt_seconds is not None and args.prompt_seconds <= 0:
+        raise ValueError("--prompt_seconds must be positive")
     if args.fixed_tokens < 0:
         raise ValueError("--fixed_tokens must be 0 (natural stop) or a positive number of tokens")
     for name in ("flow_steps", "dtype", "backend"):
@@ -418,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fixed_tokens=fixed,
             llm_backend=args.llm_backend,
             streaming=args.streaming,
+            prompt_seconds=args.prompt_seconds,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -437,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "llm_backend": info["llm_backend"],
         "n_tokens_note": f"{fixed} forced tokens per sentence" if fixed else "natural stop",
         "streaming": args.streaming,
+        "prompt_seconds": args.prompt_seconds,
+        "prompt_tokens": info["prompt_tokens"],
         "method": "every timed run generates its own tokens and renders them; stage times are the "
         "core's device-synchronised timings; speed-up = RTF_first / RTF of medians",
     }
@@ -448,7 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = args.out or ROOT / "results" / "bench" / f"bench-{stamp}.json"
     paths = write_outputs(out, doc, records)
-    print(f"{info['model_id']} on {env['device']}, torch {env['torch_version']}, {settings['n_tokens_note']}")
+    print(
+        f"{info['model_id']} on {env['device']}, torch {env['torch_version']}, {settings['n_tokens_note']}, "
+        f"prompt {info['prompt_tokens']} speech tokens"
+    )
     if info["random_weights"]:
         print("random-weight model: timings are meaningful, the audio is not speech")
     print(format_table(summaries))

@@ -26,7 +26,7 @@ def doc_and_out(tmp_path_factory) -> tuple[dict, Path, str]:
     cmd = [
         sys.executable, "-m", "eval.bench", "--demo", "--device", "cpu", "--flow_steps", "5", "10",
         "--dtype", "float32", "--runs", "2", "--warmup", "0", "--fixed_tokens", str(FIXED_TOKENS),
-        "--streaming", "--out", str(out),
+        "--streaming", "--prompt_seconds", "3", "--out", str(out),
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ONE_THREAD_ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -36,6 +36,7 @@ def doc_and_out(tmp_path_factory) -> tuple[dict, Path, str]:
 def test_streaming_block_is_consistent_with_its_runs(doc_and_out):
     doc, _, stdout = doc_and_out
     assert doc["settings"]["streaming"] is True
+    assert doc["settings"]["prompt_tokens"] == 75  # 3 s at 25 tokens/s: no first-hop pad
     for config in doc["configs"]:
         block = config["streaming"]
         runs = block["runs"]

@@ -283,7 +283,9 @@ class StaticDecoder:
                 self._step(st, params)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
+        # thread_local: Pipeline.stream decodes in a helper thread while the caller's thread may
+        # render a chunk; only this thread's calls must not disturb the capture.
+        with torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
             for _ in range(STEPS_PER_GRAPH):
                 self._step(st, params)
         st.graph = graph
