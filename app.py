@@ -89,6 +89,34 @@ def load_model(args: argparse.Namespace):
         return load_pipeline(demo_model_dir(), device=args.device)
 
 
+def warmup_configs(dtypes, plan_configs) -> list:
+    """What the GPU warm-up prepares: every step count the UI offers by default (the playground's
+    presets and the active plan's configurations) in every dtype the device runs."""
+    from abapp.synthesis import PRESETS
+    from tts_core.config_id import ConfigId
+
+    steps = sorted({c.flow_steps for c in (*PRESETS.values(), *plan_configs)}, reverse=True)
+    return [ConfigId(dtype, n) for dtype in dtypes for n in steps]
+
+
+def warm_up(pipeline, data_dir: Path) -> None:
+    """Pay graph capture and compilation before the UI serves, and say what it cost."""
+    from abapp.blind_runner import ACTIVE_PLAN_NAME
+    from eval.trials import load_plan
+
+    plan_file = data_dir / ACTIVE_PLAN_NAME
+    try:
+        plan_configs = load_plan(plan_file).configs if plan_file.is_file() else ()
+    except (ValueError, OSError) as err:  # the blind runner ignores such a plan too, with a warning
+        log.warning("warm-up: ignoring the saved plan %s (%s)", plan_file, err)
+        plan_configs = ()
+    configs = warmup_configs(pipeline.info.dtypes, plan_configs)
+    log.info("warming up the GPU paths for %s (--no-warmup skips this)", ", ".join(c.label for c in configs))
+    report = pipeline.warmup(configs, progress=lambda f, m: log.info("%3.0f%% %s", 100 * f, m))
+    log.info("%s", report.summary())
+    print(report.summary(), flush=True)
+
+
 def build_ui(pipeline, store, data_dir: Path, admin_password: str | None = None):
     """``gr.Blocks`` of the app for a loaded pipeline and a :class:`eval.ratings.RatingsStore`."""
     from abapp.ui import build_blocks, make_context
@@ -120,10 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if info.random_weights:
         log.warning("random-weight demo model: the audio is not speech")
     if info.device.startswith("cuda") and not args.no_warmup:
-        # Compile/capture the fast GPU paths now (about a minute per dtype on first start), so
-        # that no listener waits for them; the presets use all three dtypes.
-        log.info("warming up the GPU paths for %s", ", ".join(info.dtypes))
-        pipeline.warmup(info.dtypes, flow_steps=(5, 10))
+        warm_up(pipeline, data_dir)
 
     from abapp.ui import CSS
 

@@ -13,12 +13,12 @@ from abapp.ratings_ui import PREFERENCE_CHOICES_AB, SCORE_CHOICES, save_rating
 from abapp.spectrogram import distances_markdown, pair_figure
 from abapp.state import PairState
 from abapp.synthesis import PRESETS, TOKEN_MODE_LABELS, make_options, render_pair, result_markdown
-from tts_core.options import DTYPES
+from tts_core.config_id import DTYPE_NAMES
 
 UI_MAX_FLOW_STEPS = 20
 PLAYGROUND_DIRNAME = "cosyvoice2-ab-playground"
-DEFAULT_A = "baseline: float16 / 10 steps"
-DEFAULT_B = "fastest: bfloat16 / 5 steps"
+DEFAULT_A = "baseline: float16-n10"
+DEFAULT_B = "fastest: bfloat16-n5"
 DEFAULT_TEXT_ID = "en_07"
 NO_PAIR_HINT = "Generate a pair, play both clips, then rate them."
 
@@ -31,7 +31,7 @@ def to_wav(audio: np.ndarray, sample_rate: int, folder: Path, name: str) -> str:
 
 
 def _config_column(side: str, preset: str):
-    dtype, steps = PRESETS[preset]
+    config = PRESETS[preset]
     with gr.Column(variant="panel"):
         gr.Markdown(f"### Configuration {side}")
         chooser = gr.Dropdown(list(PRESETS), value=preset, label=f"Preset {side}")
@@ -40,15 +40,19 @@ def _config_column(side: str, preset: str):
         flow_steps = gr.Slider(
             0,
             UI_MAX_FLOW_STEPS,
-            value=steps,
+            value=config.flow_steps,
             step=1,
             label=f"Flow steps {side}",
             info="1-20 Euler steps of the flow",
         )
-        dtype_radio = gr.Radio(list(DTYPES), value=dtype, label=f"dtype {side}")
+        dtype_radio = gr.Radio(list(DTYPE_NAMES), value=config.dtype, label=f"dtype {side}")
         seed = gr.Number(value=0, precision=0, minimum=0, label=f"Seed {side}")
     chooser.change(
-        lambda name: PRESETS[name], chooser, [dtype_radio, flow_steps], queue=False, api_visibility="private"
+        lambda name: (PRESETS[name].dtype, PRESETS[name].flow_steps),
+        chooser,
+        [dtype_radio, flow_steps],
+        queue=False,
+        api_visibility="private",
     )
     return flow_steps, dtype_radio, seed
 
@@ -140,7 +144,7 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
         )
         ra, rb = out.result_a, out.result_b
         folder = fresh_temp_dir(PLAYGROUND_DIRNAME)
-        figure = pair_figure(ra.mel, rb.mel, f"A: {options_a.label()}", f"B: {options_b.label()}")
+        figure = pair_figure(ra.mel, rb.mel, f"A: {options_a.config.label}", f"B: {options_b.config.label}")
         return (
             to_wav(ra.audio, ra.sample_rate, folder, "A.wav"),
             to_wav(rb.audio, rb.sample_rate, folder, "B.wav"),

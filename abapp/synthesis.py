@@ -16,6 +16,7 @@ import numpy as np
 from abapp.context import AppContext
 from abapp.state import PairState, Side
 from tts_core.audio import check_prompt_audio, load_audio
+from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
 from tts_core.options import SynthesisOptions
 
@@ -25,12 +26,12 @@ TOKEN_MODE_LABELS = (
     ("Same speech tokens for both (LLM of A; isolates the flow setting)", "same"),
     ("Separate LLM runs (each side's dtype and seed)", "separate"),
 )
-PRESETS: dict[str, tuple[str, int]] = {
-    "baseline: float16 / 10 steps": ("float16", 10),
-    "fastest: bfloat16 / 5 steps": ("bfloat16", 5),
-    "highest quality: bfloat16 / 10 steps": ("bfloat16", 10),
-    "float16-compatible: float16 / 8 steps": ("float16", 8),
-    "reference: float32 / 10 steps": ("float32", 10),
+PRESETS: dict[str, ConfigId] = {
+    "baseline: float16-n10": ConfigId("float16", 10),
+    "fastest: bfloat16-n5": ConfigId("bfloat16", 5),
+    "highest quality: bfloat16-n10": ConfigId("bfloat16", 10),
+    "float16-compatible: float16-n8": ConfigId("float16", 8),
+    "reference: float32-n10": ConfigId("float32", 10),
 }
 UPLOAD_ID_PREFIX = "upload-"
 CUSTOM_TEXT_PREFIX = "custom-"
@@ -82,7 +83,7 @@ def make_options(flow_steps: object, dtype: object, seed: object, side: str) -> 
     steps = _whole_number(flow_steps, "flow steps", side)
     seed_int = _whole_number(seed, "seed", side)
     try:
-        return SynthesisOptions(flow_steps=steps, dtype=str(dtype), seed=seed_int)
+        return SynthesisOptions(seed=seed_int).with_config(ConfigId(str(dtype), steps))
     except ValueError as err:
         raise ValueError(f"configuration {side}: {err}") from None
 
@@ -151,7 +152,7 @@ def render_pair(
         res_b = pipe.synthesize(text, prompt, options_b)
     progress(0.95, "drawing spectrograms")
     sides = [
-        Side(opts.flow_steps, res.dtype_ran, res.backend, opts.seed, clip_hash(res.audio))
+        Side(opts.config, res.dtype_ran, res.backend, res.llm_backend, opts.seed, clip_hash(res.audio))
         for opts, res in ((options_a, res_a), (options_b, res_b))
     ]
     pair = PairState(
@@ -170,17 +171,29 @@ def render_pair(
 
 
 def result_markdown(name: str, result, options: SynthesisOptions, shared_tokens: bool) -> str:
-    """RTF, per-stage times and what actually ran, for one side."""
+    """RTF, per-stage times and what actually ran, for one side.
+
+    The RTF and stage times are the core's own (``result.timings``): one-time work such as a graph
+    capture for a new length is listed apart and never counted in them.
+    """
     t = result.timings
     lines = [
-        f"**{name}: {options.label()}** · seed {options.seed}",
+        f"**{name}: {options.config.label}** · seed {options.seed}",
         f"RTF **{result.rtf:.3f}** ({result.duration:.2f} s of audio in {t.total:.2f} s)",
         f"LLM {t.llm * 1000:.0f} ms · flow {t.flow * 1000:.0f} ms · vocoder {t.vocoder * 1000:.0f} ms",
         f"ran: {result.dtype_ran} · LLM {result.llm_backend} · flow {result.backend} · {result.device}",
     ]
     if shared_tokens:
         lines.append("speech tokens shared with the other side (LLM time counted on both)")
+    if result.one_time:
+        lines.append(
+            f"first use of this shape: {result.one_time_seconds:.2f} s of one-time "
+            f"{'; '.join(w.what for w in result.one_time)}, not included"
+        )
     lines.extend(f"⚠️ {w}" for w in result.warnings)
     if result.dtype_ran != options.dtype:
-        lines.append(f"⚠️ asked for {options.dtype}, ran {result.dtype_ran}")
+        lines.append(
+            f"⚠️ asked for {options.dtype}, ran {result.dtype_ran}: ratings count as "
+            f"{ConfigId(result.dtype_ran, options.flow_steps).label}"
+        )
     return "  \n".join(lines)

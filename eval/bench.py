@@ -50,6 +50,7 @@ from eval.runinfo import (
     environment_info,
     model_source,
 )
+from tts_core.config_id import ConfigId
 
 BENCH_VERSION = 1
 DEFAULT_TEXT = "The weather forecast says it will rain tomorrow afternoon, so bring an umbrella."
@@ -83,13 +84,13 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    backend: str  # as requested ("auto", "torch", ...); what ran is recorded per run
-    dtype: str
-    flow_steps: int
+    backend: str  # flow backend as requested ("auto", "torch", ...); what ran is recorded per run
+    config: ConfigId  # the configuration, named as in the app, plans and reports
 
     @property
     def label(self) -> str:
-        return f"{self.dtype}-n{self.flow_steps}-{self.backend}"
+        """The configuration's label; a flow backend asked for explicitly is shown beside it."""
+        return self.config.label if self.backend == "auto" else f"{self.config.label} ({self.backend})"
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class RunRecord:
 def _one_run(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | None, run: int) -> RunRecord:
     from tts_core import SynthesisOptions
 
-    opts = SynthesisOptions(flow_steps=config.flow_steps, dtype=config.dtype, fixed_tokens=fixed_tokens)
+    opts = SynthesisOptions(fixed_tokens=fixed_tokens).with_config(config.config)
     tokens = pipe.generate_tokens(text, prompt, opts)
     res = pipe.tokens_to_audio(tokens, prompt, opts)
     t = res.timings
@@ -136,9 +137,8 @@ def _one_run(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | N
 def _stream_once(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | None, run: int):
     from tts_core import SynthesisOptions
 
-    opts = SynthesisOptions(
-        flow_steps=config.flow_steps, dtype=config.dtype, fixed_tokens=fixed_tokens, streaming=True
-    )
+    # The same configuration as the offline run, streamed (whatever the configuration says).
+    opts = SynthesisOptions(fixed_tokens=fixed_tokens).with_config(config.config).replace(streaming=True)
     return stream_run(pipe, opts, text, prompt, config.label, run)
 
 
@@ -148,9 +148,10 @@ def _summarise(config: BenchConfig, runs: list[RunRecord], probe: MemoryProbe, p
         "backend": config.backend,
         "backend_ran": "+".join(sorted({r.backend_ran for r in runs})),
         "llm_backend_ran": "+".join(sorted({r.llm_backend_ran for r in runs})),
-        "dtype": config.dtype,
+        "config": config.config.label,
+        "dtype": config.config.dtype,
         "dtype_ran": "+".join(sorted({r.dtype_ran for r in runs})),
-        "flow_steps": config.flow_steps,
+        "flow_steps": config.config.flow_steps,
         "n_tokens": runs[0].n_tokens,
         "stats": {m: spread([getattr(r, m) for r in runs]) for m in METRICS},
         "memory": {
@@ -396,8 +397,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> list[BenchConfig]:
-    from tts_core.options import DTYPES, MAX_FLOW_STEPS
-
     if args.runs < 1 or args.warmup < 0:
         raise ValueError("--runs must be at least 1 and --warmup at least 0")
     if args.prompt_seconds is not None and args.prompt_seconds <= 0:
@@ -408,13 +407,7 @@ def _check_args(args: argparse.Namespace) -> list[BenchConfig]:
         values = getattr(args, name)
         if len(set(values)) != len(values):
             raise ValueError(f"--{name} repeats a value: {values}")
-    for steps in args.flow_steps:
-        if not 1 <= steps <= MAX_FLOW_STEPS:
-            raise ValueError(f"--flow_steps must be between 1 and {MAX_FLOW_STEPS}, got {steps}")
-    for dtype in args.dtype:
-        if dtype not in DTYPES:
-            raise ValueError(f"--dtype must be among {sorted(DTYPES)}, got {dtype!r}")
-    return [BenchConfig(b, d, s) for b in args.backend for d in args.dtype for s in args.flow_steps]
+    return [BenchConfig(b, ConfigId(d, s)) for b in args.backend for d in args.dtype for s in args.flow_steps]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

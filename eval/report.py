@@ -48,7 +48,14 @@ import numpy as np
 import pandas as pd
 
 from eval import screening, stats
-from eval.ratings_io import RatingsFormatError, configs_present, drop_duplicate_trials, read_ratings
+from eval.ratings_io import (
+    RatingsFormatError,
+    config_notes,
+    configs_present,
+    counted_label,
+    drop_duplicate_trials,
+    read_ratings,
+)
 
 REPORT_VERSION = 1
 DEFAULT_MARGIN = 0.05
@@ -278,6 +285,11 @@ def summarize(
     stats.derived_rng(seed)  # validates the seed before any work
     table, n_duplicates = drop_duplicate_trials(_load(ratings))
     warnings = [f"{n_duplicates} repeated trial_id row(s) ignored (first kept)"] if n_duplicates else []
+    warnings += config_notes(table)
+    # --baseline/--anchor name configurations the way the log's labels are counted
+    # (``fp16-n10`` or ``float16-n10-tensorrt`` -> ``float16-n10``).
+    baseline = counted_label(baseline, "")[0]
+    anchor = None if anchor is None else counted_label(anchor, "")[0]
     if modes:
         table = table.loc[table["mode"].isin(list(modes))].reset_index(drop=True)
         if table.empty:

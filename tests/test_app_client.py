@@ -108,7 +108,7 @@ def test_playground_generate_play_rate(app) -> None:
     for path in (audio_a, audio_b):
         audio, rate = sf.read(path)
         assert rate == 24_000 and len(audio) > 0
-    assert "RTF" in info_a and "ran: float32" in info_a and "10 steps" in info_a and "5 steps" in info_b
+    assert "RTF" in info_a and "ran: float32" in info_a and "float32-n10" in info_a and "float32-n5" in info_b
     assert "LLM" in info_b and "flow" in info_b and "vocoder" in info_b
     assert "mel" in distances
     trial_id = re.search(r"`(pg-[0-9a-f]+)`", status).group(1)

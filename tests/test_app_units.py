@@ -14,6 +14,7 @@ from abapp.spectrogram import pair_figure
 from abapp.state import PairState, RatingRefused, Side, clean_listener_id, rating_row
 from abapp.synthesis import check_text, make_options, read_prompt_audio
 from eval.ratings import RatingsStore, format_row
+from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +27,8 @@ def pair(shown_first: str = "B", played=frozenset({"first", "second"}), rated: b
         text_id="en_01",
         text="Hello, world.",
         prompt_id="en_flite_slt",
-        a=Side(10, "float16", "torch", 0, "aaaa"),
-        b=Side(5, "bfloat16", "torch", 0, "bbbb"),
+        a=Side(ConfigId("float16", 10), "float16", "torch", "eager", 0, "aaaa"),
+        b=Side(ConfigId("bfloat16", 5), "bfloat16", "torch", "eager", 0, "bbbb"),
         shown_first=shown_first,
         model_id="m",
         model_hash="h",

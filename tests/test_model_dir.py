@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tts_core import load_pipeline
+from tts_core.config_id import ConfigId
 from tts_core.factory import write_random_model
 
 
@@ -124,4 +125,7 @@ def test_llm_backend_needs_cuda(good_dir, llm_backend):
 def test_info_names_what_runs_and_warmup(good_dir):
     pipe = load_pipeline(good_dir, device="cpu")
     assert (pipe.info.backend, pipe.info.llm_backend) == ("torch", "eager")
-    pipe.warmup(["float32", "bfloat16"], flow_steps=(2,))
+    report = pipe.warmup([ConfigId("float32", 2), ConfigId("bfloat16", 2)], max_tokens=64)
+    assert report.device_memory_mb == 0 and report.seconds > 0
+    # On a CPU nothing is captured; the dtype copy is the one piece of one-time work it reports.
+    assert [w.what.split()[0] for w in report.work] == ["bfloat16"]

@@ -153,3 +153,11 @@ def test_stream_on_cuda_uses_graphs_and_matches_rendering(model_dir, prompt):
     assert streamed.backend == "torch-cudagraph" and streamed.llm_backend.startswith("cuda-graph")
     assert np.isfinite(streamed.audio).all() and streamed.audio.shape == rendered.audio.shape
     torch.testing.assert_close(streamed.mel, rendered.mel, rtol=0, atol=1e-3)
+
+
+def test_one_time_work_is_reported_apart(pipe, prompt):
+    options = STREAM.replace(dtype="bfloat16", fixed_tokens=40)
+    first = pipe.synthesize("Hello world.", prompt, options)
+    again = pipe.synthesize("Hello world.", prompt, options)
+    assert any("bfloat16 copy" in w.what for w in first.one_time)  # the dtype copy, built on first use
+    assert again.one_time == () and np.isfinite(again.audio).all()

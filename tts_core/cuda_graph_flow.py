@@ -44,14 +44,16 @@ from torch import Tensor
 from tts_core.conformer import PRE_LOOKAHEAD_LEN, UPSAMPLE_STRIDE, chunk_attention_mask
 from tts_core.estimators import EstimatorBackend, TorchEstimator
 from tts_core.flow import FlowModel
+from tts_core.results import OneTimeWork
 
 log = logging.getLogger(__name__)
 
 MIN_BUCKET_TOKENS = 32  # bucket quantum for short inputs (64 mel frames)
 BUCKET_PADDING_BITS = 3  # beyond 8 quanta, quantum = 2^(bits(n)-1-3): padding < 1/8 of the length
-# Captured graphs kept per backend (each holds its static buffers; the pool is shared). Streaming
-# needs about one chunk graph per call of a request (per step count) beside the offline ones.
-DEFAULT_MAX_GRAPHS = 48
+# Captured graphs kept per backend (each holds its static buffers and a few MB of graph state):
+# enough for the app's warm-up of every bucket up to WARMUP_MAX_TOKENS at three step counts;
+# streaming adds about one chunk graph per call of a request (per step count).
+DEFAULT_MAX_GRAPHS = 128
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -179,6 +181,13 @@ class CaptureRecord:
     seconds: float
     chunk: bool = False  # a streaming chunk graph (chunk masks, look-ahead context)
 
+    def as_work(self) -> OneTimeWork:
+        kind = "streaming chunk " if self.chunk else ""
+        return OneTimeWork(
+            f"flow graph capture: {kind}{self.bucket_tokens} tokens x {self.n_steps} steps ({self.dtype})",
+            self.seconds,
+        )
+
 
 @dataclass
 class _CapturedFlow:
@@ -281,6 +290,23 @@ class CudaGraphFlow:
             # NOTE: copy out before any other replay: graphs share a pool, so another graph's
             # intermediates may live where this one's output does.
             return entry.mel[:, :, prompt_frames:end].to(torch.float32, copy=True)
+
+    @torch.inference_mode()
+    def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        """Capture the graph that ``run_flow`` on ``n_total_tokens`` (prompt + new) needs, if missing."""
+        return self._prepare(n_total_tokens, n_steps, chunk=False)
+
+    def prepare_chunk(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        """Capture the graph that ``run_chunk`` on ``n_total_tokens`` (look-ahead included) needs."""
+        return self._prepare(n_total_tokens, n_steps, chunk=True)
+
+    @torch.inference_mode()
+    def _prepare(self, n_total_tokens: int, n_steps: int, chunk: bool) -> OneTimeWork | None:
+        limit = self.flow.max_frames() // self.flow.cfg.token_mel_ratio
+        start = len(self.captures)
+        with self._lock:
+            self._graph_for(bucket_tokens(n_total_tokens, limit), n_steps, chunk)
+        return self.captures[-1].as_work() if len(self.captures) > start else None
 
     @torch.inference_mode()
     def warmup(

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from tts_core.estimator import CausalConditionalDecoder
+from tts_core.results import OneTimeWork
 
 if TYPE_CHECKING:
     from tts_core.flow import FlowModel
@@ -66,6 +67,11 @@ class FlowBackend(EstimatorBackend, Protocol):
         n_steps: int,
     ) -> Tensor: ...
 
+    def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        """Do now the one-time work (e.g. a graph capture) that ``run_flow`` on ``n_total_tokens``
+        (prompt + new) tokens with ``n_steps`` would pay; None when there is none left."""
+        ...
+
 
 class ChunkFlowBackend(Protocol):
     """Runs a non-final streaming call (:mod:`tts_core.streaming`) through the flow.
@@ -86,6 +92,11 @@ class ChunkFlowBackend(Protocol):
         embedding: Tensor,
         n_steps: int,
     ) -> Tensor: ...
+
+    def prepare_chunk(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        """Do now the one-time work that ``run_chunk`` on ``n_total_tokens`` (prompt + new,
+        look-ahead included) with ``n_steps`` would pay; None when there is none left."""
+        ...
 
 
 class TorchEstimator:
@@ -119,6 +130,9 @@ class TorchEstimator:
         """Same as ``flow.inference(..., n_steps, estimator=self)``."""
         return flow.inference(tokens, prompt_tokens, prompt_mel, embedding, n_steps, estimator=self)
 
+    def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        return None  # eager: nothing is built per shape
+
     def run_chunk(
         self,
         flow: FlowModel,
@@ -132,6 +146,9 @@ class TorchEstimator:
         return flow.inference(
             tokens, prompt_tokens, prompt_mel, embedding, n_steps, streaming=True, lookahead=True
         )
+
+    def prepare_chunk(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        return None  # eager: nothing is built per shape
 
 
 def select_estimator_backend(

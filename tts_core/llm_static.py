@@ -19,6 +19,7 @@ Only the speech head (``llm_decoder``) is computed, never the 151,936-wide text 
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .devices import synchronize
 from .llm import SpeechLM, decode_plan, first_stop, join_pieces
 from .options import SynthesisOptions
 from .qwen2 import KVCache, apply_rotary
+from .results import OneTimeWork
 from .sampling import SamplingParams, draw_uniforms, ras_sample
 
 if TYPE_CHECKING:
@@ -70,6 +73,15 @@ class _DecodeState:
     @property
     def capacity(self) -> int:
         return self.tokens.shape[0]
+
+
+def _capacity(n_prefill: int, max_len: int) -> int:
+    """The smallest KV capacity of CAPACITY_LADDER for a request (ValueError when none fits)."""
+    needed = n_prefill + max_len + STEPS_PER_GRAPH  # a last replay may run past max_len
+    capacity = next((c for c in CAPACITY_LADDER if c >= needed), None)
+    if capacity is None:
+        raise ValueError(f"{needed} positions exceed the decoder's largest KV capacity {CAPACITY_LADDER[-1]}")
+    return capacity
 
 
 def _new_state(lm: SpeechLM, capacity: int, win_size: int) -> _DecodeState:
@@ -260,6 +272,30 @@ class StaticDecoder:
         x = self._sample(self.lm, st, params)
         self._triton.step(x, st.pos, st.step, st.cache, st.inv_freq, st.hidden[0])
 
+    def prepare(
+        self,
+        text_ids: Tensor,
+        prompt_text_ids: Tensor,
+        prompt_speech_tokens: Tensor,
+        options: SynthesisOptions,
+    ) -> OneTimeWork | None:
+        """Build (compile, capture) now the decode state that :meth:`generate` with these inputs
+        needs, so that its one-time cost is timed apart from decoding; None when it exists."""
+        plan = decode_plan(text_ids, options)
+        # prefill = sos + prompt text + text + task id + prompt speech (see prefill_embeddings)
+        n_prefill = 2 + prompt_text_ids.numel() + text_ids.numel() + prompt_speech_tokens.numel()
+        capacity = _capacity(n_prefill, plan.max_len)
+        if (capacity, plan.sampling.win_size, plan.sampling.top_k) in self._states:
+            return None
+        device = self.lm.llm_decoder.weight.device
+        synchronize(device)
+        start = time.perf_counter()
+        self._state(capacity, plan.sampling)
+        synchronize(device)
+        dtype = str(self.lm.llm_decoder.weight.dtype).removeprefix("torch.")
+        what = "graph capture" if self.use_graphs else "state"
+        return OneTimeWork(f"LLM decode {what}: {capacity} positions ({dtype})", time.perf_counter() - start)
+
     def _state(self, capacity: int, params: SamplingParams) -> _DecodeState:
         key = (capacity, params.win_size, params.top_k)
         st = self._states.get(key)
@@ -327,13 +363,7 @@ class StaticDecoder:
         lm = self.lm
         embeds = lm.prefill_embeddings(text_ids.long(), prompt_text_ids.long(), prompt_speech_tokens.long())
         n_prefill = embeds.shape[1]
-        needed = n_prefill + max_len + STEPS_PER_GRAPH  # a last replay may run past max_len
-        capacity = next((c for c in CAPACITY_LADDER if c >= needed), None)
-        if capacity is None:
-            raise ValueError(
-                f"{needed} positions exceed the decoder's largest KV capacity {CAPACITY_LADDER[-1]}"
-            )
-        st = self._state(capacity, params)
+        st = self._state(_capacity(n_prefill, max_len), params)
         device = st.tokens.device
 
         st.hidden.copy_(lm.forward_hidden(embeds, st.cache, 0))

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .constants import MAX_TEXT_CHARS
+from .config_id import ConfigId
+from .constants import MAX_TEXT_CHARS, N_MELS, SPEAKER_EMBEDDING_DIM
 from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
 from .estimators import BACKEND_CHOICES
 from .frontend import SpeechFrontend
@@ -27,7 +28,7 @@ from .loading import LoadedModels, load_models
 from .model_dir import ModelDir, resolve_source, weights_digest
 from .options import SynthesisOptions
 from .prompt import PromptFeatures
-from .results import GeneratedTokens, SynthesisResult, Timings
+from .results import GeneratedTokens, OneTimeWork, SynthesisResult, Timings
 from .runtime import DtypeModels, ModelCopies
 from .stream_render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
 from .stream_session import StreamJob, SynthesisStream
@@ -37,11 +38,30 @@ from .text_normalize import detect_language, normalize_text, split_sentences
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-WARMUP_TEXT_IDS = (1, 2, 3, 4)  # any valid text ids: warm-up output is discarded
-WARMUP_TOKENS = 8
+WARMUP_TOKENS = 8  # speech tokens per warm-up synthesis (its output is discarded)
 WARMUP_PROMPT_TOKENS = 25
-# A streamed warm-up long enough for the first hop, two more hops and a final call (25+50+100+3).
-WARMUP_STREAM_TOKENS = 200
+# Text lengths whose decode states warm-up builds: with the default token ratios they need the KV
+# capacities 1024 and 4096 of llm_static.CAPACITY_LADDER (a sentence up to ~190 text tokens).
+WARMUP_TEXT_TOKENS = (4, 190)
+# Flow graphs are captured at warm-up for prompt + new tokens up to this (41 s of mel: a 15 s
+# prompt and a 26 s sentence); a longer input is captured on first use, reported as one-time work.
+WARMUP_MAX_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """What :meth:`Pipeline.warmup` did and what it holds."""
+
+    seconds: float  # wall clock of the whole warm-up
+    work: tuple[OneTimeWork, ...]  # each piece of one-time work it paid
+    device_memory_mb: float  # GPU memory reserved by it (0 on a CPU)
+
+    def summary(self) -> str:
+        graphs = sum(w.what.startswith("flow graph") for w in self.work)
+        return (
+            f"warm-up {self.seconds:.1f} s: {graphs} flow graphs, {len(self.work) - graphs} other one-time "
+            f"steps; holds {self.device_memory_mb:.0f} MB of GPU memory"
+        )
 
 
 @dataclass(frozen=True)
@@ -120,20 +140,24 @@ class Pipeline:
         dtype_ran, warning = resolve_dtype(self._device, options.dtype)
         if warning:
             log.warning(warning)
-        models = self._copies.get(dtype_ran)
-        decode = models.generate
         zero_shot = prompt.mode == "zero_shot"
         prompt_text = prompt.text_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
         prompt_speech = prompt.speech_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
         dev = self._device.torch
         generator = torch.Generator(device=dev).manual_seed(options.seed)
+        text_ids = [torch.tensor(ids, dtype=torch.long) for ids in segments_ids]
         with self._lock:
+            # One-time work (a dtype copy, decoder compilation and graph capture) first, timed
+            # apart: the LLM time shows what decoding costs when warm.
+            one_time = [self._copies.ensure(dtype_ran)]
+            models = self._copies.get(dtype_ran)
+            one_time += [models.prepare_llm(ids, prompt_text, prompt_speech, options) for ids in text_ids]
             synchronize(dev)
             start = time.perf_counter()
             out = []
-            for ids in segments_ids:
-                tokens = decode(
-                    torch.tensor(ids, dtype=torch.long),
+            for ids in text_ids:
+                tokens = models.generate(
+                    ids,
                     prompt_text,
                     prompt_speech,
                     options,
@@ -143,7 +167,15 @@ class Pipeline:
                 out.append(tokens.cpu())
             synchronize(dev)
             seconds = time.perf_counter() - start
-        return GeneratedTokens(tuple(out), texts, seconds, dtype_ran, options, models.llm_backend)
+        return GeneratedTokens(
+            tuple(out),
+            texts,
+            seconds,
+            dtype_ran,
+            options,
+            models.llm_backend,
+            one_time=tuple(w for w in one_time if w is not None),
+        )
 
     def _segment_text(self, text: str | Sequence[int]) -> tuple[list[list[int]], tuple[str, ...]]:
         if not isinstance(text, str):
@@ -195,11 +227,12 @@ class Pipeline:
         if warning:
             warnings.append(warning)
             log.warning(warning)
-        models = self._copies.get(dtype_ran)
+        one_time = list(tokens.one_time) if isinstance(tokens, GeneratedTokens) else []
         if options.streaming:
-            timing = (llm_seconds, llm_backend)
-            return self._stream_tokens(segments, prompt, options, excitation, models, timing, warnings)
-        flow, backend = models.flow, models.flow_backend
+            llm = (llm_seconds, llm_backend)
+            return self._stream_tokens(
+                segments, prompt, options, excitation, dtype_ran, llm, warnings, one_time
+            )
         dev = self._device.torch
         p_tokens = prompt.speech_tokens.to(dev).unsqueeze(0)
         p_mel = prompt.mel.to(dev).unsqueeze(0)
@@ -210,7 +243,12 @@ class Pipeline:
         mels, audio = [], []
         flow_s = vocoder_s = 0.0
         with self._lock:
+            one_time.append(self._copies.ensure(dtype_ran))
+            models = self._copies.get(dtype_ran)
+            flow, backend = models.flow, models.flow_backend
             for index, seg in enumerate(segments):
+                # A graph capture for a new length or step count is paid here, outside the timing.
+                one_time.append(backend.prepare(p_tokens.shape[1] + seg.numel(), options.flow_steps))
                 synchronize(dev)
                 t0 = time.perf_counter()
                 mel = backend.run_flow(
@@ -240,6 +278,7 @@ class Pipeline:
             llm_backend=llm_backend,
             device=self._device.label,
             warnings=tuple(warnings),
+            one_time=tuple(w for w in one_time if w is not None),
         )
 
     def _stream_tokens(
@@ -248,15 +287,18 @@ class Pipeline:
         prompt: PromptFeatures,
         options: SynthesisOptions,
         excitation: ExcitationSource | None,
-        models: DtypeModels,
+        dtype_ran: str,
         llm: tuple[float, str],
         warnings: list[str],
+        one_time: list[OneTimeWork | None],
     ) -> SynthesisResult:
         """``tokens_to_audio`` with ``options.streaming``: every call of the schedule, in order.
 
-        llm: (seconds, decoder) of the LLM run that made the tokens.
+        llm: (seconds, decoder) of the LLM run that made the tokens; one_time: what it paid.
         """
         with self._lock:
+            one_time.append(self._copies.ensure(dtype_ran))
+            models = self._copies.get(dtype_ran)
             synchronize(self._device.torch)
             start = time.perf_counter()
             renderer = self._renderer(models, prompt, options, excitation, start)
@@ -265,11 +307,12 @@ class Pipeline:
         return renderer.result(
             speech_tokens=tuple(segments),
             options=options,
-            dtype_ran=models.dtype,
+            dtype_ran=dtype_ran,
             llm=llm,
             warnings=tuple(warnings),
             wall_seconds=llm[0] + wall,
             llm_overlapped=False,
+            one_time=tuple(w for w in one_time if w is not None),
         )
 
     def _renderer(
@@ -366,7 +409,9 @@ class Pipeline:
         dtype_ran, warning = resolve_dtype(self._device, options.dtype)
         if warning:
             log.warning(warning)
-        models = self._copies.get(dtype_ran)
+        with self._lock:
+            copy_work = self._copies.ensure(dtype_ran)
+            models = self._copies.get(dtype_ran)
         job = StreamJob(
             segments=tuple(segments_ids),
             prompt=prompt,
@@ -377,31 +422,66 @@ class Pipeline:
             device=self._device,
             lock=self._lock,
             warnings=(warning,) if warning else (),
+            one_time=(copy_work,) if copy_work is not None else (),
         )
         return SynthesisStream(job)
 
     def warmup(
-        self, dtypes: Sequence[str], flow_steps: Sequence[int] = (10,), streaming: bool = False
-    ) -> None:
-        """Build the dtype copies and run every fast path once (torch.compile, CUDA-graph
-        capture, TensorRT engine build) so that the first listener does not wait for them.
+        self,
+        configs: Sequence[ConfigId],
+        max_tokens: int = WARMUP_MAX_TOKENS,
+        progress: Progress | None = None,
+        streaming: bool = False,
+    ) -> WarmupReport:
+        """Pay every one-time cost the listed configurations will meet, now, before serving.
 
-        ``streaming`` also streams one request per setting, which captures the streaming chunk
-        graphs for the warm-up prompt's length; other prompt lengths capture theirs on first use.
+        Per dtype: the dtype copy, the LLM decoder's compilation and graph capture for the KV
+        capacities of WARMUP_TEXT_TOKENS, the vocoder's kernels; per configuration: the flow graph
+        of every length bucket up to ``max_tokens`` (prompt + new tokens), and with ``streaming``
+        the streaming chunk graphs of those buckets too. A request beyond that is prepared on
+        first use, and its one-time work is reported apart from its timings.
         """
+        dev = self._device.torch
+        held_before = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
+        start = time.perf_counter()
         prompt = PromptFeatures.from_arrays(
             [],
             torch.zeros(WARMUP_PROMPT_TOKENS, dtype=torch.long),
-            torch.zeros(2 * WARMUP_PROMPT_TOKENS, 80),
-            torch.ones(192),
+            torch.zeros(2 * WARMUP_PROMPT_TOKENS, N_MELS),
+            torch.ones(SPEAKER_EMBEDDING_DIM),
         )
-        for dtype in dtypes:
-            for steps in flow_steps:
-                options = SynthesisOptions(dtype=dtype, flow_steps=steps, fixed_tokens=WARMUP_TOKENS)
-                self.synthesize(WARMUP_TEXT_IDS, prompt, options)
-                if streaming:
-                    streamed = options.replace(streaming=True, fixed_tokens=WARMUP_STREAM_TOKENS)
-                    self.synthesize(WARMUP_TEXT_IDS, prompt, streamed)
+        work: list[OneTimeWork] = []
+        dtypes = list(dict.fromkeys(c.dtype for c in configs))
+        for i, config in enumerate(configs):
+            if progress:
+                progress(i / max(1, len(configs)), f"warming up {config.label}")
+            options = SynthesisOptions(fixed_tokens=WARMUP_TOKENS).with_config(config)
+            if config.dtype in dtypes:  # first configuration of its dtype: the LLM and the vocoder
+                dtypes.remove(config.dtype)
+                result = self.synthesize(list(range(1, 1 + WARMUP_TEXT_TOKENS[0])), prompt, options)
+                work += result.one_time
+                models = self._copies.get(result.dtype_ran)
+                natural = SynthesisOptions().with_config(config)  # stops by itself: the real capacities
+                with self._lock:
+                    for n_text in WARMUP_TEXT_TOKENS[1:]:
+                        ids = torch.ones(n_text, dtype=torch.long)
+                        work.append(
+                            models.prepare_llm(ids, prompt.text_tokens, prompt.speech_tokens, natural)
+                        )
+            dtype_ran, _ = resolve_dtype(self._device, config.dtype)
+            copy_ = self._copies.get(dtype_ran)
+            with self._lock:
+                work += [copy_.flow_backend.prepare(n, config.flow_steps) for n in range(1, max_tokens + 1)]
+                if streaming:  # chunk calls hold 3 look-ahead tokens, so they have more than 3
+                    chunked = copy_.chunk_backend
+                    work += [chunked.prepare_chunk(n, config.flow_steps) for n in range(4, max_tokens + 1)]
+        synchronize(dev)
+        held_after = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
+        return WarmupReport(
+            seconds=time.perf_counter() - start,
+            work=tuple(w for w in work if w is not None),
+            device_memory_mb=(held_after - held_before) / 2**20,
+        )
 
     # ------------------------------------------------------------------ internals
     def _require_tokenizer(self) -> TextTokenizer:

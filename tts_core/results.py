@@ -12,6 +12,15 @@ from .options import SynthesisOptions
 
 
 @dataclass(frozen=True)
+class OneTimeWork:
+    """Work paid once per process and shape (graph capture, compilation, a dtype copy), timed apart
+    from the stage timings so that a clip's speed shows what the configuration costs when warm."""
+
+    what: str  # e.g. "flow graph capture: 352 tokens x 5 steps (bfloat16)"
+    seconds: float  # wall clock, device synchronised
+
+
+@dataclass(frozen=True)
 class GeneratedTokens:
     """Speech tokens of one text, one tensor per sentence segment.
 
@@ -26,6 +35,7 @@ class GeneratedTokens:
     llm_backend: (
         str  # decoder that made them: "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton"
     )
+    one_time: tuple[OneTimeWork, ...] = ()  # paid before decoding, not in llm_seconds
 
     @property
     def n_tokens(self) -> int:
@@ -106,7 +116,13 @@ class SynthesisResult:
     device: str  # e.g. "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"
     sample_rate: int = SAMPLE_RATE
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # One-time work this call paid (its tokens' included), not counted in ``timings`` or ``rtf``.
+    one_time: tuple[OneTimeWork, ...] = ()
     stream: StreamReport | None = None
+
+    @property
+    def one_time_seconds(self) -> float:
+        return sum(w.seconds for w in self.one_time)
 
     @property
     def duration(self) -> float:

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .devices import DeviceInfo
+from .devices import DeviceInfo, synchronize
 from .estimators import ChunkFlowBackend, FlowBackend, select_estimator_backend
 from .flow import FlowModel
 from .llm import SpeechLM
 from .llm_static import StaticDecoder
 from .loading import LoadedModels
-from .options import torch_dtype
+from .options import SynthesisOptions, torch_dtype
+from .results import OneTimeWork
 from .stream_render import select_chunk_backend
 
 LLM_BACKENDS = ("auto", "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton")
@@ -46,10 +48,16 @@ class DtypeModels:
     llm: SpeechLM
     flow: FlowModel
     generate: Callable[..., torch.Tensor]  # SpeechLM.generate's signature
+    # (text ids, prompt text ids, prompt speech tokens, options) -> the decoder's one-time work
+    prepare_llm: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SynthesisOptions], OneTimeWork | None]
     llm_backend: str  # one of LLM_BACKENDS other than "auto"
     flow_backend: FlowBackend
     generate_pieces: Callable[..., Iterator[torch.Tensor]]  # SpeechLM.generate_pieces's signature
     chunk_backend: ChunkFlowBackend  # non-final streaming calls (tts_core.streaming)
+
+
+def _eager_needs_nothing(*_inputs: object) -> OneTimeWork | None:
+    return None  # the eager decoder builds nothing per shape
 
 
 class ModelCopies:
@@ -83,6 +91,17 @@ class ModelCopies:
                 self._copies[dtype] = self._build(dtype)
             return self._copies[dtype]
 
+    def ensure(self, dtype: str) -> OneTimeWork | None:
+        """Build the ``dtype`` copy now if it is missing, timing it (None when it exists)."""
+        with self._lock:
+            if dtype in self._copies:
+                return None
+            start = time.perf_counter()
+            self._copies[dtype] = self._build(dtype)
+            synchronize(self._device.torch)
+            seconds = time.perf_counter() - start
+        return OneTimeWork(f"{dtype} copy of the LLM and flow, decoder and flow backend set up", seconds)
+
     def _build(self, dtype: str) -> DtypeModels:
         if dtype == "float32":
             llm, flow = self._models.llm, self._models.flow
@@ -91,7 +110,11 @@ class ModelCopies:
             llm = copy.deepcopy(self._models.llm).to(target)
             flow = copy.deepcopy(self._models.flow).to(target)
         llm_backend = self._resolve_llm_backend(dtype, llm)
-        decoder = llm if llm_backend == "eager" else StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend])
+        if llm_backend == "eager":
+            decoder, prepare = llm, _eager_needs_nothing
+        else:
+            decoder = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend])
+            prepare = decoder.prepare
         backend = select_estimator_backend(
             flow, self._device.torch, self._flow_backend, self._estimator_onnx, None
         )
@@ -100,6 +123,7 @@ class ModelCopies:
             llm,
             flow,
             decoder.generate,
+            prepare,
             llm_backend,
             backend,
             decoder.generate_pieces,

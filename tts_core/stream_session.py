@@ -23,7 +23,7 @@ import torch
 from .devices import DeviceInfo, synchronize
 from .options import SynthesisOptions
 from .prompt import PromptFeatures
-from .results import StreamChunk, SynthesisResult
+from .results import OneTimeWork, StreamChunk, SynthesisResult
 from .runtime import DtypeModels
 from .stream_render import ChunkRenderer
 from .streaming import StreamSchedule
@@ -50,6 +50,15 @@ class StreamJob:
     device: DeviceInfo
     lock: threading.RLock  # the pipeline's device lock, held while the request runs
     warnings: tuple[str, ...]
+    one_time: tuple[OneTimeWork, ...]  # paid before the request (e.g. the dtype copy)
+
+
+def llm_prompt_tokens(prompt: PromptFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt text ids, prompt speech tokens) the LLM continues; both empty in cross-lingual mode."""
+    if prompt.mode == "zero_shot":
+        return prompt.text_tokens, prompt.speech_tokens
+    empty = torch.zeros(0, dtype=torch.long)
+    return empty, empty
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,7 @@ class _TokenProducer(threading.Thread):
     def run(self) -> None:
         job = self.job
         dev = job.device.torch
-        zero_shot = job.prompt.mode == "zero_shot"
-        empty = torch.zeros(0, dtype=torch.long)
-        prompt_text = job.prompt.text_tokens if zero_shot else empty
-        prompt_speech = job.prompt.speech_tokens if zero_shot else empty
+        prompt_text, prompt_speech = llm_prompt_tokens(job.prompt)
         generator = torch.Generator(device=dev).manual_seed(job.options.seed)  # as generate_tokens
         # A stream of its own on CUDA, so decode steps run beside the chunks' flow and vocoder.
         side = torch.cuda.stream(torch.cuda.Stream(dev)) if job.device.is_cuda else nullcontext()
@@ -137,6 +143,12 @@ class SynthesisStream:
     def _run(self) -> Iterator[AudioChunk]:
         job = self._job
         with job.lock:
+            # The decoder's one-time work (compilation, graph capture) first, outside the timing.
+            prompt_text, prompt_speech = llm_prompt_tokens(job.prompt)
+            one_time = list(job.one_time)
+            for ids in job.segments:
+                ids_tensor = torch.tensor(ids, dtype=torch.long)
+                one_time.append(job.models.prepare_llm(ids_tensor, prompt_text, prompt_speech, job.options))
             synchronize(job.device.torch)
             start = time.perf_counter()
             renderer = job.make_renderer(start)
@@ -158,6 +170,7 @@ class SynthesisStream:
             warnings=job.warnings,
             wall_seconds=wall,
             llm_overlapped=True,
+            one_time=tuple(w for w in one_time if w is not None),
         )
 
     def _consume(self, producer: _TokenProducer, renderer: ChunkRenderer) -> Iterator[AudioChunk]:

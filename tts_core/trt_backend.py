@@ -34,6 +34,7 @@ from tts_core.onnx_export import (
     check_onnx_interface,
     file_sha256,
 )
+from tts_core.results import OneTimeWork
 
 if TYPE_CHECKING:
     from tts_core.flow import FlowModel
@@ -304,6 +305,9 @@ class TensorRTEstimator:
     ) -> Tensor:
         """Same as ``flow.inference(..., n_steps, estimator=self)`` (encoder in torch)."""
         return flow.inference(tokens, prompt_tokens, prompt_mel, embedding, n_steps, estimator=self)
+
+    def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        return None  # the engine (dynamic shapes) was built or loaded with the dtype copy
 
 
 def build_tensorrt_estimator(
