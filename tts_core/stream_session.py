@@ -14,7 +14,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,31 +87,38 @@ class _TokenProducer(threading.Thread):
         self.llm_seconds = 0.0
 
     def run(self) -> None:
-        job = self.job
-        dev = job.device.torch
-        prompt_text, prompt_speech = llm_prompt_tokens(job.prompt)
-        generator = torch.Generator(device=dev).manual_seed(job.options.seed)  # as generate_tokens
-        # A stream of its own on CUDA, so decode steps run beside the chunks' flow and vocoder.
-        side = torch.cuda.stream(torch.cuda.Stream(dev)) if job.device.is_cuda else nullcontext()
         try:
-            with side:
-                for ids in job.segments:
-                    pieces = job.models.generate_pieces(
-                        torch.tensor(ids, dtype=torch.long),
-                        prompt_text,
-                        prompt_speech,
-                        job.options,
-                        generator,
-                        stop_check_every=job.device.stop_check_every,
-                    )
-                    for piece in pieces:
-                        if self.halt.is_set():
-                            return
-                        self.items.put(_Piece(piece.cpu().tolist()))
-                    self.items.put(_SegmentEnd())
-                    self.llm_seconds = time.perf_counter() - self.start_time
+            if self.job.device.is_cuda:
+                # A new thread starts on device 0; and a stream of its own lets decode steps run
+                # beside the chunks' flow and vocoder work on the caller's stream.
+                with torch.cuda.device(self.job.device.torch), torch.cuda.stream(torch.cuda.Stream()):
+                    self._decode_all()
+            else:
+                self._decode_all()
         except BaseException as exc:  # handed to the consumer, which raises it
             self.items.put(_Failed(exc))
+
+    def _decode_all(self) -> None:
+        job = self.job
+        prompt_text, prompt_speech = llm_prompt_tokens(job.prompt)
+        generator = torch.Generator(device=job.device.torch).manual_seed(
+            job.options.seed
+        )  # as generate_tokens
+        for ids in job.segments:
+            pieces = job.models.generate_pieces(
+                torch.tensor(ids, dtype=torch.long),
+                prompt_text,
+                prompt_speech,
+                job.options,
+                generator,
+                stop_check_every=job.device.stop_check_every,
+            )
+            for piece in pieces:
+                if self.halt.is_set():
+                    return
+                self.items.put(_Piece(piece.cpu().tolist()))
+            self.items.put(_SegmentEnd())
+            self.llm_seconds = time.perf_counter() - self.start_time
 
 
 class SynthesisStream:
