@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL_ID = "iic/CosyVoice2-0.5B"
+DEFAULT_MODEL_ID = "iic/CosyVoice2-0.5B"  # ModelScope
+SPACE_MODEL_ID = "FunAudioLLM/CosyVoice2-0.5B"  # the official Hugging Face Hub copy: a Space's default
+SPACE_ENV = "SPACE_ID"  # set by Hugging Face Spaces
 ADMIN_PASSWORD_ENV = "AB_ADMIN_PASSWORD"
 SPACE_PERSISTENT_DIR = Path("/data")  # mounted by Hugging Face Spaces with persistent storage
 SPACE_SUBDIR = "cosyvoice2-ab"
@@ -41,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model_dir", type=Path, help="an official-layout CosyVoice2 model directory")
-    source.add_argument("--model_id", default=None, help=f"ModelScope id (default {DEFAULT_MODEL_ID})")
+    source.add_argument(
+        "--model_id",
+        default=None,
+        help=f"hub id (default {DEFAULT_MODEL_ID}; on a Hugging Face Space {SPACE_MODEL_ID}): ids owned by 'iic' are ModelScope's, any other "
+        "owner/name is the Hugging Face Hub's (the official copy there: FunAudioLLM/CosyVoice2-0.5B); "
+        "'hf:ID' or 'modelscope:ID' names the hub explicitly",
+    )
     source.add_argument(
         "--demo", action="store_true", help="the built-in tiny random-weight model (not speech)"
     )
@@ -79,7 +87,7 @@ def load_model(args: argparse.Namespace):
         return load_pipeline(demo_model_dir(), device=args.device)
     if args.model_dir is not None:
         return load_pipeline(args.model_dir, device=args.device, require_frontend=True)
-    model_id = args.model_id or DEFAULT_MODEL_ID
+    model_id = args.model_id or (SPACE_MODEL_ID if os.environ.get(SPACE_ENV) else DEFAULT_MODEL_ID)
     try:
         return load_pipeline(model_id, device=args.device, require_frontend=True)
     except (ValueError, RuntimeError, OSError) as err:

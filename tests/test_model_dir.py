@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tts_core import load_pipeline
+from tts_core import load_pipeline, model_dir
 from tts_core.config_id import ConfigId
 from tts_core.factory import write_random_model
 
@@ -94,6 +94,33 @@ def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="iic/NoSuchModel"):
         load_pipeline("iic/NoSuchModel", device="cpu")
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize(
+    ("source", "hub", "model_id"),
+    [
+        ("iic/CosyVoice2-0.5B", "ModelScope", "iic/CosyVoice2-0.5B"),
+        ("FunAudioLLM/CosyVoice2-0.5B", "Hugging Face", "FunAudioLLM/CosyVoice2-0.5B"),
+        ("modelscope:someone/tuned", "ModelScope", "someone/tuned"),
+        ("hf:iic/CosyVoice2-0.5B", "Hugging Face", "iic/CosyVoice2-0.5B"),
+    ],
+)
+def test_hub_is_told_by_prefix_or_owner(source, hub, model_id):
+    assert model_dir._hub_and_id(source) == (hub, model_id)
+    assert model_dir.looks_like_hub_id(source)
+
+
+def test_unreachable_hugging_face_hub_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="FunAudioLLM/NoSuchModel.*unreachable"):
+        load_pipeline("FunAudioLLM/NoSuchModel", device="cpu")
+    assert time.monotonic() - start < 30
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set"):
+        load_pipeline("FunAudioLLM/NoSuchModel", device="cpu")
 
 
 def test_nonsense_source():

@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 
 from tts_core import SynthesisOptions, load_pipeline
+from tts_core.config_id import ConfigId
 from tts_core.cuda_graph_flow import CudaGraphFlow
 from tts_core.factory import write_random_model
 from tts_core.streaming import OVERLAP_SAMPLES, plan_stream_calls
@@ -148,7 +149,10 @@ def test_cuda_graph_chunk_calls_match_eager(pipe):
 def test_stream_on_cuda_uses_graphs_and_matches_rendering(model_dir, prompt):
     gpu = load_pipeline(model_dir, device="cuda")
     options = STREAM.replace(dtype="bfloat16", flow_steps=5, fixed_tokens=300)
+    n_total = prompt.speech_tokens.numel() + 300
+    gpu.warmup([ConfigId("bfloat16", 5)], max_tokens=n_total, streaming=True)
     streamed = gpu.synthesize("Hello world.", prompt, options)
+    assert streamed.one_time == ()  # every chunk graph was captured by the warm-up
     rendered = gpu.tokens_to_audio(streamed.speech_tokens, prompt, options)
     assert streamed.backend == "torch-cudagraph" and streamed.llm_backend.startswith("cuda-graph")
     assert np.isfinite(streamed.audio).all() and streamed.audio.shape == rendered.audio.shape

@@ -12,6 +12,7 @@ Layout (as released as ``iic/CosyVoice2-0.5B``)::
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -37,6 +38,9 @@ RANDOM_MODEL_META = "random_model_meta.json"  # written by random-weight model f
 EXPECTED_CLASSES = {"llm": "Qwen2LM", "flow": "CausalMaskedDiffWithXvec", "hift": "HiFTGenerator"}
 OTHER_FAMILIES = {"cosyvoice.yaml": "CosyVoice (version 1)", "cosyvoice3.yaml": "CosyVoice3"}
 HUB_CONNECT_TIMEOUT_S = 5.0
+HUB_MODELSCOPE = "ModelScope"
+HUB_HF = "Hugging Face"
+MODELSCOPE_OWNERS = ("iic",)  # bare ids of these owners are ModelScope's; others the Hugging Face Hub's
 # Files a download can skip: the Qwen safetensors are never read (llm.pt has the weights).
 DOWNLOAD_IGNORE = [f"{QWEN_DIR}/model.safetensors"]
 
@@ -177,56 +181,96 @@ def weights_digest(md: ModelDir) -> str:
 
 
 def looks_like_hub_id(source: str) -> bool:
-    """``owner/name`` with no path of that name on disk."""
-    parts = source.split("/")
+    """``owner/name`` (optionally ``hf:``/``modelscope:`` first) with no path of that name on disk."""
+    parts = _hub_and_id(source)[1].split("/")
     return len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and not Path(source).exists()
 
 
-def _hub_reachable(timeout: float) -> bool:
-    """Can a TCP connection to the ModelScope endpoint be opened within ``timeout`` seconds?"""
-    from modelscope.hub.constants import DEFAULT_MODELSCOPE_DOMAIN
+def _hub_and_id(source: str) -> tuple[str, str]:
+    """(hub, model id) of a hub source: ``hf:ID`` or ``modelscope:ID`` name the hub; a bare id goes
+    to ModelScope when its owner is one of MODELSCOPE_OWNERS (``iic/CosyVoice2-0.5B``), else to the
+    Hugging Face Hub (``FunAudioLLM/CosyVoice2-0.5B``, the official copy there)."""
+    for prefix, hub in (("hf:", HUB_HF), ("modelscope:", HUB_MODELSCOPE)):
+        if source.startswith(prefix):
+            return hub, source[len(prefix) :]
+    owner = source.split("/", 1)[0]
+    return (HUB_MODELSCOPE if owner in MODELSCOPE_OWNERS else HUB_HF), source
 
-    endpoint = (
-        os.environ.get("MODELSCOPE_ENDPOINT")
-        or os.environ.get("MODELSCOPE_DOMAIN")
-        or DEFAULT_MODELSCOPE_DOMAIN
-    )
+
+def _reachable(endpoint: str, timeout: float) -> bool:
+    """Can a TCP connection to ``endpoint`` (a URL) be opened within ``timeout`` seconds?"""
     host, _, port = endpoint.split("://")[-1].split("/")[0].partition(":")
+    default_port = 80 if endpoint.startswith("http://") else 443
     try:
-        with socket.create_connection((host, int(port or 443)), timeout=timeout):
+        with socket.create_connection((host, int(port or default_port)), timeout=timeout):
             return True
     except (OSError, ValueError):
         return False
 
 
-def download_model(model_id: str) -> Path:
-    """Local copy of a ModelScope model, downloading it into the usual cache when needed.
+def _modelscope_endpoint() -> str:
+    from modelscope.hub.constants import DEFAULT_MODELSCOPE_DOMAIN
+
+    return (
+        os.environ.get("MODELSCOPE_ENDPOINT")
+        or os.environ.get("MODELSCOPE_DOMAIN")
+        or DEFAULT_MODELSCOPE_DOMAIN
+    )
+
+
+def _modelscope_snapshot(model_id: str, local_only: bool) -> Path:
+    from modelscope import snapshot_download
+
+    return Path(snapshot_download(model_id, local_files_only=local_only, ignore_file_pattern=DOWNLOAD_IGNORE))
+
+
+def _hf_snapshot(model_id: str, local_only: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(model_id, local_files_only=local_only, ignore_patterns=DOWNLOAD_IGNORE))
+
+
+def _hf_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+def download_model(source: str) -> Path:
+    """Local copy of a hub model (see :func:`_hub_and_id`), downloading it into that hub's usual
+    cache when needed; the 988 MB Qwen safetensors (never read) is skipped.
 
     A cached copy is used without network. An unreachable hub fails within seconds with a
-    message naming the id (the hub client itself would retry for minutes).
+    message naming the id (the hub clients themselves would retry for minutes).
     """
+    hub, model_id = _hub_and_id(source)
+    package, snapshot, endpoint = (
+        ("modelscope", _modelscope_snapshot, _modelscope_endpoint)
+        if hub == HUB_MODELSCOPE
+        else ("huggingface_hub", _hf_snapshot, _hf_endpoint)
+    )
     try:
-        from modelscope import snapshot_download
+        importlib.import_module(package)
     except ImportError as exc:
         raise RuntimeError(
-            f"downloading {model_id} needs the 'modelscope' package (pip install modelscope)"
+            f"downloading {model_id} needs the {package!r} package (pip install {package})"
         ) from exc
     try:
-        cached = snapshot_download(model_id, local_files_only=True, ignore_file_pattern=DOWNLOAD_IGNORE)
-        inspect_model_dir(Path(cached), model_id)
-        return Path(cached)
+        cached = snapshot(model_id, True)
+        inspect_model_dir(cached, model_id)
+        return cached
     except Exception:  # not cached (or incomplete): fall through to a real download
-        log.info("%s is not in the local ModelScope cache", model_id)
-    if not _hub_reachable(HUB_CONNECT_TIMEOUT_S):
+        log.info("%s is not in the local %s cache", model_id, hub)
+    offline = hub == HUB_HF and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    if offline or not _reachable(endpoint(), HUB_CONNECT_TIMEOUT_S):
+        why = "HF_HUB_OFFLINE is set" if offline else f"the {hub} hub is unreachable from this machine"
         raise RuntimeError(
-            f"cannot download {model_id}: the ModelScope hub is unreachable from this machine. "
+            f"cannot download {model_id}: {why}. "
             "Pass --model_dir with a local copy, or --demo for the built-in random-weight model."
         )
-    log.info("downloading %s from ModelScope (about 5 GB the first time)", model_id)
+    log.info("downloading %s from %s (about 5 GB the first time)", model_id, hub)
     try:
-        return Path(snapshot_download(model_id, ignore_file_pattern=DOWNLOAD_IGNORE))
+        return snapshot(model_id, False)
     except Exception as exc:
-        raise RuntimeError(f"downloading {model_id} from ModelScope failed: {exc}") from exc
+        raise RuntimeError(f"downloading {model_id} from {hub} failed: {exc}") from exc
 
 
 def resolve_source(source: str | os.PathLike[str]) -> ModelDir:
@@ -236,8 +280,11 @@ def resolve_source(source: str | os.PathLike[str]) -> ModelDir:
     if path.is_dir():
         return inspect_model_dir(path)
     if looks_like_hub_id(text):
-        return inspect_model_dir(download_model(text), model_id=text)
-    raise ValueError(f"{text!r} is neither a model directory nor a ModelScope id like 'iic/CosyVoice2-0.5B'")
+        return inspect_model_dir(download_model(text), model_id=_hub_and_id(text)[1])
+    raise ValueError(
+        f"{text!r} is neither a model directory nor a hub id like 'iic/CosyVoice2-0.5B' (ModelScope) "
+        "or 'FunAudioLLM/CosyVoice2-0.5B' (Hugging Face)"
+    )
 
 
 def read_random_meta(md: ModelDir) -> dict[str, Any] | None:

@@ -38,11 +38,14 @@ from .text_normalize import detect_language, normalize_text, split_sentences
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-WARMUP_TOKENS = 8  # speech tokens per warm-up synthesis (its output is discarded)
-WARMUP_PROMPT_TOKENS = 25
+WARMUP_PROMPT_TOKENS = 75  # 3 s of prompt speech
+WARMUP_PROMPT_TEXT_TOKENS = 12
+# (text tokens, speech tokens) of the whole requests warm-up runs per dtype (output discarded):
+# 2, 10 and 20 s of audio, so the prefill and the vocoder have met short and long inputs.
+WARMUP_REQUESTS = ((8, 50), (32, 250), (96, 500))
 # Text lengths whose decode states warm-up builds: with the default token ratios they need the KV
-# capacities 1024 and 4096 of llm_static.CAPACITY_LADDER (a sentence up to ~190 text tokens).
-WARMUP_TEXT_TOKENS = (4, 190)
+# capacities 1024 and 4096 of llm_static.CAPACITY_LADDER (a sentence up to ~180 text tokens).
+WARMUP_TEXT_TOKENS = (4, 180)
 # Flow graphs are captured at warm-up for prompt + new tokens up to this (41 s of mel: a 15 s
 # prompt and a 26 s sentence); a longer input is captured on first use, reported as one-time work.
 WARMUP_MAX_TOKENS = 1024
@@ -444,8 +447,9 @@ class Pipeline:
         dev = self._device.torch
         held_before = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
         start = time.perf_counter()
+        # A zero-shot prompt of about 3 s, like the app's (text tokens and speech tokens).
         prompt = PromptFeatures.from_arrays(
-            [],
+            torch.ones(WARMUP_PROMPT_TEXT_TOKENS, dtype=torch.long),
             torch.zeros(WARMUP_PROMPT_TOKENS, dtype=torch.long),
             torch.zeros(2 * WARMUP_PROMPT_TOKENS, N_MELS),
             torch.ones(SPEAKER_EMBEDDING_DIM),
@@ -455,19 +459,9 @@ class Pipeline:
         for i, config in enumerate(configs):
             if progress:
                 progress(i / max(1, len(configs)), f"warming up {config.label}")
-            options = SynthesisOptions(fixed_tokens=WARMUP_TOKENS).with_config(config)
             if config.dtype in dtypes:  # first configuration of its dtype: the LLM and the vocoder
                 dtypes.remove(config.dtype)
-                result = self.synthesize(list(range(1, 1 + WARMUP_TEXT_TOKENS[0])), prompt, options)
-                work += result.one_time
-                models = self._copies.get(result.dtype_ran)
-                natural = SynthesisOptions().with_config(config)  # stops by itself: the real capacities
-                with self._lock:
-                    for n_text in WARMUP_TEXT_TOKENS[1:]:
-                        ids = torch.ones(n_text, dtype=torch.long)
-                        work.append(
-                            models.prepare_llm(ids, prompt.text_tokens, prompt.speech_tokens, natural)
-                        )
+                work += self._warm_llm_and_vocoder(config, prompt)
             dtype_ran, _ = resolve_dtype(self._device, config.dtype)
             copy_ = self._copies.get(dtype_ran)
             with self._lock:
@@ -482,6 +476,23 @@ class Pipeline:
             work=tuple(w for w in work if w is not None),
             device_memory_mb=(held_after - held_before) / 2**20,
         )
+
+    def _warm_llm_and_vocoder(self, config: ConfigId, prompt: PromptFeatures) -> list[OneTimeWork | None]:
+        """Decoder states for the KV capacities of WARMUP_TEXT_TOKENS, and whole requests at the
+        lengths of WARMUP_REQUESTS: first kernel launches, per-shape cuBLAS/cuDNN plans of the
+        prefill and the vocoder are paid here, not by the first listener."""
+        work: list[OneTimeWork | None] = []
+        for n_text, n_tokens in WARMUP_REQUESTS:
+            options = SynthesisOptions(fixed_tokens=n_tokens).with_config(config)
+            result = self.synthesize(list(range(1, 1 + n_text)), prompt, options)
+            work += result.one_time
+        models = self._copies.get(result.dtype_ran)
+        natural = SynthesisOptions().with_config(config)  # stops by itself: the real capacities
+        with self._lock:
+            for n_text in WARMUP_TEXT_TOKENS:
+                ids = torch.ones(n_text, dtype=torch.long)
+                work.append(models.prepare_llm(ids, prompt.text_tokens, prompt.speech_tokens, natural))
+        return work
 
     # ------------------------------------------------------------------ internals
     def _require_tokenizer(self) -> TextTokenizer:
