@@ -202,9 +202,19 @@ class PreLookaheadLayer(nn.Module):
         self.conv1 = nn.Conv1d(channels, channels, kernel_size=lookahead + 1)
         self.conv2 = nn.Conv1d(channels, channels, kernel_size=3)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, T, C) -> (B, T, C)."""
-        h = F.pad(x.transpose(1, 2), (0, self.lookahead))
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """x (B, T, C) -> (B, T, C).
+
+        ``context`` (B, lookahead, C): the embedded tokens that follow x (a streaming call's
+        look-ahead); conv1 reads them instead of the zero padding.
+        """
+        h = x.transpose(1, 2)
+        if context is None:
+            h = F.pad(h, (0, self.lookahead))
+        elif context.shape[1] != self.lookahead:
+            raise ValueError(f"look-ahead context must hold {self.lookahead} tokens, got {context.shape[1]}")
+        else:
+            h = torch.cat([h, context.transpose(1, 2)], dim=2)
         h = F.leaky_relu(self.conv1(h), LEAKY_SLOPE)
         h = self.conv2(F.pad(h, (self.conv2.kernel_size[0] - 1, 0)))
         return h.transpose(1, 2) + x
@@ -250,11 +260,16 @@ class UpsampleConformerEncoder(nn.Module):
             return None
         return chunk_attention_mask(length, chunk, device)
 
-    def forward(self, xs: Tensor, streaming: bool = False) -> Tensor:
-        """xs (B, L, D) token embeddings -> (B, 2L, D); ``streaming`` applies chunk attention masks."""
+    def forward(self, xs: Tensor, streaming: bool = False, context: Tensor | None = None) -> Tensor:
+        """xs (B, L, D) token embeddings -> (B, 2L, D); ``streaming`` applies chunk attention masks.
+
+        ``context`` (B, PRE_LOOKAHEAD_LEN, D): embeddings of the look-ahead tokens after xs (the
+        official finalize=False call); they only feed the look-ahead conv and get no frames.
+        """
         xs, pos_emb = self.embed(xs)
         mask = self._mask(xs.shape[1], self.static_chunk_size, streaming, xs.device)
-        xs = self.pre_lookahead_layer(xs)
+        # The embed is per position (Linear + LayerNorm + scale), so the context can go through it alone.
+        xs = self.pre_lookahead_layer(xs, None if context is None else self.embed(context)[0])
         for layer in self.encoders:
             xs = layer(xs, pos_emb, mask)
         xs = self.up_layer(xs.transpose(1, 2)).transpose(1, 2)

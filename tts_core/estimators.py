@@ -73,6 +73,32 @@ class FlowBackend(EstimatorBackend, Protocol):
         ...
 
 
+class ChunkFlowBackend(Protocol):
+    """Runs a non-final streaming call (:mod:`tts_core.streaming`) through the flow.
+
+    ``run_chunk`` takes the arguments of :meth:`FlowModel.inference` and returns what
+    ``flow.inference(..., streaming=True, lookahead=True)`` does: chunk attention masks, the last
+    3 of ``tokens`` as look-ahead context -> mel (1, 80, 2 (L - 3)) float32.
+    """
+
+    name: str
+
+    def run_chunk(
+        self,
+        flow: FlowModel,
+        tokens: Tensor,
+        prompt_tokens: Tensor,
+        prompt_mel: Tensor,
+        embedding: Tensor,
+        n_steps: int,
+    ) -> Tensor: ...
+
+    def prepare_chunk(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        """Do now the one-time work that ``run_chunk`` on ``n_total_tokens`` (prompt + new,
+        look-ahead included) with ``n_steps`` would pay; None when there is none left."""
+        ...
+
+
 class TorchEstimator:
     """Runs the estimator module eagerly.
 
@@ -105,6 +131,23 @@ class TorchEstimator:
         return flow.inference(tokens, prompt_tokens, prompt_mel, embedding, n_steps, estimator=self)
 
     def prepare(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
+        return None  # eager: nothing is built per shape
+
+    def run_chunk(
+        self,
+        flow: FlowModel,
+        tokens: Tensor,
+        prompt_tokens: Tensor,
+        prompt_mel: Tensor,
+        embedding: Tensor,
+        n_steps: int,
+    ) -> Tensor:
+        """A non-final streaming call in eager torch (the flow's own estimator, chunk masks)."""
+        return flow.inference(
+            tokens, prompt_tokens, prompt_mel, embedding, n_steps, streaming=True, lookahead=True
+        )
+
+    def prepare_chunk(self, n_total_tokens: int, n_steps: int) -> OneTimeWork | None:
         return None  # eager: nothing is built per shape
 
 

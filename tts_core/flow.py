@@ -182,10 +182,13 @@ class FlowModel(nn.Module):
         _check_tokens("tokens", tokens, self.cfg.vocab_size)
         return self._encode(tokens.to(self.device), streaming)
 
-    def _encode(self, tokens: Tensor, streaming: bool) -> Tensor:
+    def _encode(self, tokens: Tensor, streaming: bool, lookahead: bool = False) -> Tensor:
         # NOTE: the official code clamps ids at 0 and multiplies by an all-ones pad mask (batch 1).
         h = self.input_embedding(tokens.clamp(min=0))
-        h = self.encoder(h, streaming=streaming)
+        context = None
+        if lookahead:  # the official finalize=False: the last tokens are look-ahead context only
+            h, context = h[:, :-PRE_LOOKAHEAD_LEN], h[:, -PRE_LOOKAHEAD_LEN:]
+        h = self.encoder(h, streaming=streaming, context=context)
         return self.encoder_proj(h).transpose(1, 2).contiguous()
 
     def check_inputs(
@@ -229,6 +232,7 @@ class FlowModel(nn.Module):
         n_steps: int,
         estimator: EstimatorBackend | None = None,
         streaming: bool = False,
+        lookahead: bool = False,
     ) -> Tensor:
         """Mel of the new tokens, like the official non-streaming (finalize=True) call.
 
@@ -236,16 +240,24 @@ class FlowModel(nn.Module):
         embedding (1, 192) speaker x-vector; n_steps Euler steps (>= 1); estimator: backend for the
         velocity field (default: this module's estimator in torch). ``streaming`` uses the chunk
         attention masks of one streaming call over all tokens (torch estimator only).
-        Returns (1, 80, ratio*L) float32; the prompt frames are dropped.
+        ``lookahead`` (the official finalize=False): the last PRE_LOOKAHEAD_LEN tokens only feed
+        the encoder's look-ahead conv and get no frames.
+        Returns (1, 80, ratio*L) float32 (ratio*(L - PRE_LOOKAHEAD_LEN) with ``lookahead``); the
+        prompt frames are dropped.
         """
         total = self.check_inputs(tokens, prompt_tokens, prompt_mel, embedding, n_steps)
         ratio = self.cfg.token_mel_ratio
         prompt_frames = ratio * prompt_tokens.shape[1]
         if streaming and estimator is not None:
             raise ValueError("streaming=True needs the torch estimator (other backends have no chunk masks)")
+        if lookahead:
+            if tokens.shape[1] <= PRE_LOOKAHEAD_LEN:
+                raise ValueError(f"lookahead needs more than {PRE_LOOKAHEAD_LEN} new tokens")
+            total -= ratio * PRE_LOOKAHEAD_LEN
         dtype, device = self.compute_dtype, self.device
 
-        mu = self._encode(torch.cat([prompt_tokens.to(device), tokens.to(device)], dim=1), streaming)
+        all_tokens = torch.cat([prompt_tokens.to(device), tokens.to(device)], dim=1)
+        mu = self._encode(all_tokens, streaming, lookahead)
         spks = self.spk_embed_affine_layer(F.normalize(embedding.to(device, dtype), dim=1))
         cond = torch.zeros_like(mu)
         cond[:, :, :prompt_frames] = prompt_mel.to(device, dtype).transpose(1, 2)

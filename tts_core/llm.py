@@ -10,6 +10,7 @@ embedding is ignored by the CosyVoice2 LLM (as in the official code).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -136,6 +137,23 @@ class SpeechLM(nn.Module):
         token and emits exactly that many (benchmarks). The stop check syncs with the host only every
         ``stop_check_every`` tokens; tokens drawn after a stop are discarded.
         """
+        pieces = self.generate_pieces(
+            text_ids, prompt_text_ids, prompt_speech_tokens, options, generator, stop_check_every
+        )
+        return join_pieces(list(pieces), self.llm_decoder.weight.device)
+
+    @torch.inference_mode()
+    def generate_pieces(
+        self,
+        text_ids: Tensor,
+        prompt_text_ids: Tensor,
+        prompt_speech_tokens: Tensor,
+        options: SynthesisOptions,
+        generator: torch.Generator | None,
+        stop_check_every: int = 1,
+    ) -> Iterator[Tensor]:
+        """:meth:`generate` as it goes: yields the tokens confirmed at each stop check, (k,) int64
+        on the model's device (stop tokens removed; concatenated they are ``generate``'s result)."""
         device = self.llm_decoder.weight.device
         plan = decode_plan(text_ids, options)
         min_len, max_len, params = plan.min_len, plan.max_len, plan.sampling
@@ -150,7 +168,7 @@ class SpeechLM(nn.Module):
         uniforms = draw_uniforms(max_len, generator, device)
         tokens = torch.full((max_len,), -1, dtype=torch.long, device=device)
         history = torch.full((options.win_size,), -1, dtype=torch.long, device=device)
-        n_done = max_len
+        confirmed = 0  # tokens[:confirmed] were checked and yielded
         for step in range(max_len):
             # softmax(logits) = softmax(log_softmax(logits)): the official log_softmax is skipped.
             scores = self.logits(hidden)[0].float()
@@ -160,11 +178,25 @@ class SpeechLM(nn.Module):
             tokens[step : step + 1] = token
             history = torch.cat([history[1:], token])
             if (step + 1) % stop_check_every == 0 or step + 1 == max_len:
-                stops = (tokens[: step + 1] >= self.cfg.speech_token_size).nonzero()
-                if stops.numel():
-                    n_done = int(stops[0, 0])
-                    break
+                end, stopped = first_stop(tokens, confirmed, step + 1, self.cfg.speech_token_size)
+                if end > confirmed:
+                    yield tokens[confirmed:end].clone()
+                confirmed = end
+                if stopped:
+                    return
             if step + 1 < max_len:
                 hidden = self.forward_hidden(self.speech_embedding(token).unsqueeze(0), cache, position)
                 position += 1
-        return tokens[:n_done]
+
+
+def first_stop(tokens: Tensor, start: int, end: int, n_speech: int) -> tuple[int, bool]:
+    """Check tokens[start:end] for a stop token (one host sync) -> (end of the speech tokens, stopped)."""
+    stops = (tokens[start:end] >= n_speech).nonzero()
+    if stops.numel():
+        return start + int(stops[0, 0]), True
+    return end, False
+
+
+def join_pieces(pieces: list[Tensor], device: torch.device) -> Tensor:
+    """The pieces of a ``generate_pieces`` run as one (L,) int64 tensor (empty when none)."""
+    return torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.long, device=device)

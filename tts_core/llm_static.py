@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .devices import synchronize
-from .llm import SpeechLM, decode_plan
+from .llm import SpeechLM, decode_plan, first_stop, join_pieces
 from .options import SynthesisOptions
 from .qwen2 import KVCache, apply_rotary
 from .results import OneTimeWork
@@ -272,7 +273,11 @@ class StaticDecoder:
         self._triton.step(x, st.pos, st.step, st.cache, st.inv_freq, st.hidden[0])
 
     def prepare(
-        self, text_ids: Tensor, prompt_text_ids: Tensor, prompt_speech_tokens: Tensor, options: SynthesisOptions
+        self,
+        text_ids: Tensor,
+        prompt_text_ids: Tensor,
+        prompt_speech_tokens: Tensor,
+        options: SynthesisOptions,
     ) -> OneTimeWork | None:
         """Build (compile, capture) now the decode state that :meth:`generate` with these inputs
         needs, so that its one-time cost is timed apart from decoding; None when it exists."""
@@ -314,7 +319,9 @@ class StaticDecoder:
                 self._step(st, params)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
+        # thread_local: Pipeline.stream decodes in a helper thread while the caller's thread may
+        # render a chunk; only this thread's calls must not disturb the capture.
+        with torch.inference_mode(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
             for _ in range(STEPS_PER_GRAPH):
                 self._step(st, params)
         st.graph = graph
@@ -330,6 +337,22 @@ class StaticDecoder:
         stop_check_every: int = 1,
     ) -> Tensor:
         """Same contract and randomness as :meth:`SpeechLM.generate` -> (L,) int64 on the device."""
+        pieces = self.generate_pieces(
+            text_ids, prompt_text_ids, prompt_speech_tokens, options, generator, stop_check_every
+        )
+        return join_pieces(list(pieces), self.lm.llm_decoder.weight.device)
+
+    @torch.inference_mode()
+    def generate_pieces(
+        self,
+        text_ids: Tensor,
+        prompt_text_ids: Tensor,
+        prompt_speech_tokens: Tensor,
+        options: SynthesisOptions,
+        generator: torch.Generator | None,
+        stop_check_every: int = 1,
+    ) -> Iterator[Tensor]:
+        """Same as :meth:`SpeechLM.generate_pieces`: the tokens confirmed at each stop check."""
         plan = decode_plan(text_ids, options)
         min_len, max_len, forbidden_early, params = (
             plan.min_len,
@@ -357,7 +380,7 @@ class StaticDecoder:
 
         per_call = STEPS_PER_GRAPH if st.graph is not None else 1
         check_every = max(1, stop_check_every // per_call)  # in calls
-        n_done, made, calls = max_len, 0, 0
+        made, calls, confirmed = 0, 0, 0
         while made < max_len:
             if st.graph is not None:
                 st.graph.replay()
@@ -365,8 +388,10 @@ class StaticDecoder:
                 self._step(st, params)
             made, calls = min(made + per_call, max_len), calls + 1
             if calls % check_every == 0 or made == max_len:
-                stops = (st.tokens[:made] >= lm.cfg.speech_token_size).nonzero()
-                if stops.numel():
-                    n_done = int(stops[0, 0])
-                    break
-        return st.tokens[:n_done].clone()
+                end, stopped = first_stop(st.tokens, confirmed, made, lm.cfg.speech_token_size)
+                if end > confirmed:
+                    # A copy: the state (and its token buffer) serves the next request.
+                    yield st.tokens[confirmed:end].clone()
+                confirmed = end
+                if stopped:
+                    return
