@@ -46,15 +46,21 @@ def _config_column(side: str, preset: str):
             info="1-20 Euler steps of the flow",
         )
         dtype_radio = gr.Radio(list(DTYPE_NAMES), value=config.dtype, label=f"dtype {side}")
+        streaming = gr.Checkbox(
+            value=config.streaming,
+            label=f"Streaming {side}",
+            info="render chunk by chunk as a streaming server does (label -stream)",
+            elem_id=f"pg-streaming-{side.lower()}",
+        )
         seed = gr.Number(value=0, precision=0, minimum=0, label=f"Seed {side}")
     chooser.change(
-        lambda name: (PRESETS[name].dtype, PRESETS[name].flow_steps),
+        lambda name: (PRESETS[name].dtype, PRESETS[name].flow_steps, PRESETS[name].streaming),
         chooser,
-        [dtype_radio, flow_steps],
+        [dtype_radio, flow_steps, streaming],
         queue=False,
         api_visibility="private",
     )
-    return flow_steps, dtype_radio, seed
+    return flow_steps, dtype_radio, seed, streaming
 
 
 def build_playground(ctx: AppContext, listener: gr.State) -> None:
@@ -95,8 +101,8 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
                 label="Prompt transcript (empty: cross-lingual mode)",
             )
     with gr.Row():
-        steps_a, dtype_a, seed_a = _config_column("A", DEFAULT_A)
-        steps_b, dtype_b, seed_b = _config_column("B", DEFAULT_B)
+        steps_a, dtype_a, seed_a, stream_a = _config_column("A", DEFAULT_A)
+        steps_b, dtype_b, seed_b, stream_b = _config_column("B", DEFAULT_B)
     token_mode = gr.Radio(TOKEN_MODE_LABELS, value="auto", label="Speech tokens")
     generate = gr.Button("Generate A and B", variant="primary", elem_id="pg-generate")
 
@@ -136,22 +142,25 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
     )
 
     @user_errors
-    def run(text, prompt_path, transcript, sa, da, xa, sb, db, xb, mode, progress=gr.Progress()):  # noqa: B008
-        options_a = make_options(sa, da, xa, "A")
-        options_b = make_options(sb, db, xb, "B")
+    def run(text, prompt_path, transcript, sa, da, xa, sb, db, xb, mode, ka, kb, progress=gr.Progress()):  # noqa: B008
+        options_a = make_options(sa, da, xa, "A", ka)
+        options_b = make_options(sb, db, xb, "B", kb)
         out = render_pair(
             ctx, text, prompt_path, transcript, options_a, options_b, mode, lambda f, m: progress(f, desc=m)
         )
         ra, rb = out.result_a, out.result_b
         folder = fresh_temp_dir(PLAYGROUND_DIRNAME)
-        figure = pair_figure(ra.mel, rb.mel, f"A: {options_a.config.label}", f"B: {options_b.config.label}")
+        edges_a, edges_b = (r.stream.boundary_frames if r.stream else () for r in (ra, rb))
+        figure = pair_figure(
+            ra.mel, rb.mel, f"A: {options_a.config.label}", f"B: {options_b.config.label}", edges_a, edges_b
+        )
         return (
             to_wav(ra.audio, ra.sample_rate, folder, "A.wav"),
             to_wav(rb.audio, rb.sample_rate, folder, "B.wav"),
             result_markdown("A", ra, options_a, out.shared_tokens),
             result_markdown("B", rb, options_b, out.shared_tokens),
             figure,
-            distances_markdown(ra.audio, rb.audio, ra.mel, rb.mel, ra.sample_rate),
+            distances_markdown(ra.audio, rb.audio, ra.mel, rb.mel, ra.sample_rate, (*edges_a, *edges_b)),
             out.pair,
             None,
             None,
@@ -163,7 +172,20 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
         generate.click,
         [generate, rate],
         run,
-        [text, prompt_audio, transcript, steps_a, dtype_a, seed_a, steps_b, dtype_b, seed_b, token_mode],
+        [
+            text,
+            prompt_audio,
+            transcript,
+            steps_a,
+            dtype_a,
+            seed_a,
+            steps_b,
+            dtype_b,
+            seed_b,
+            token_mode,
+            stream_a,
+            stream_b,
+        ],
         [audio_a, audio_b, info_a, info_b, plot, distances, pair, score_a, score_b, preference, status],
         api_name="generate",
         concurrency_limit=1,

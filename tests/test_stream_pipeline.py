@@ -150,7 +150,7 @@ def test_stream_on_cuda_uses_graphs_and_matches_rendering(model_dir, prompt):
     gpu = load_pipeline(model_dir, device="cuda")
     options = STREAM.replace(dtype="bfloat16", flow_steps=5, fixed_tokens=300)
     n_total = prompt.speech_tokens.numel() + 300
-    gpu.warmup([ConfigId("bfloat16", 5)], max_tokens=n_total, streaming=True)
+    gpu.warmup([ConfigId("bfloat16", 5, streaming=True)], max_tokens=n_total)
     streamed = gpu.synthesize("Hello world.", prompt, options)
     assert streamed.one_time == ()  # every chunk graph was captured by the warm-up
     rendered = gpu.tokens_to_audio(streamed.speech_tokens, prompt, options)

@@ -92,9 +92,9 @@ class SynthesisOptions:
     @property
     def config(self) -> ConfigId:
         """The configuration identity these options render (what a listening test compares)."""
-        return ConfigId(dtype=self.dtype, flow_steps=self.flow_steps)
+        return ConfigId(dtype=self.dtype, flow_steps=self.flow_steps, streaming=self.streaming)
 
     def with_config(self, config: ConfigId) -> SynthesisOptions:
         """These options (seed, sampling, ...) rendering ``config``: the one place that turns a
         configuration identity into synthesis options."""
-        return self.replace(dtype=config.dtype, flow_steps=config.flow_steps)
+        return self.replace(dtype=config.dtype, flow_steps=config.flow_steps, streaming=config.streaming)

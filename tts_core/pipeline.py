@@ -434,14 +434,13 @@ class Pipeline:
         configs: Sequence[ConfigId],
         max_tokens: int = WARMUP_MAX_TOKENS,
         progress: Progress | None = None,
-        streaming: bool = False,
     ) -> WarmupReport:
         """Pay every one-time cost the listed configurations will meet, now, before serving.
 
         Per dtype: the dtype copy, the LLM decoder's compilation and graph capture for the KV
         capacities of WARMUP_TEXT_TOKENS, the vocoder's kernels; per configuration: the flow graph
-        of every length bucket up to ``max_tokens`` (prompt + new tokens), and with ``streaming``
-        the streaming chunk graphs of those buckets too. A request beyond that is prepared on
+        of every length bucket up to ``max_tokens`` (prompt + new tokens), and for a streaming
+        configuration the chunk graphs of those buckets too. A request beyond that is prepared on
         first use, and its one-time work is reported apart from its timings.
         """
         dev = self._device.torch
@@ -466,7 +465,7 @@ class Pipeline:
             copy_ = self._copies.get(dtype_ran)
             with self._lock:
                 work += [copy_.flow_backend.prepare(n, config.flow_steps) for n in range(1, max_tokens + 1)]
-                if streaming:  # chunk calls hold 3 look-ahead tokens, so they have more than 3
+                if config.streaming:  # chunk calls hold 3 look-ahead tokens, so they have more than 3
                     chunked = copy_.chunk_backend
                     work += [chunked.prepare_chunk(n, config.flow_steps) for n in range(4, max_tokens + 1)]
         synchronize(dev)

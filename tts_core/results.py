@@ -88,6 +88,16 @@ class StreamReport:
         return self.chunks[0].ready_seconds
 
     @property
+    def boundary_frames(self) -> tuple[int, ...]:
+        """Mel frames of the stitched mel where a call other than the first begins (its chunk edges)."""
+        starts, frames = [], 0
+        for chunk in self.chunks:
+            if frames:
+                starts.append(frames)
+            frames += chunk.flow_frames
+        return tuple(starts)
+
+    @property
     def chunk_intervals(self) -> tuple[float, ...]:
         """Seconds between consecutive chunks' arrival on the host."""
         ready = [c.ready_seconds for c in self.chunks]
