@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_model(args: argparse.Namespace):
     """The pipeline of the requested source; offline without an explicit source -> the demo model."""
     from tts_core import load_pipeline
-    from tts_core.factory import demo_model_dir
+    from tts_core.model.factory import demo_model_dir
 
     if args.demo:
         return load_pipeline(demo_model_dir(), device=args.device)

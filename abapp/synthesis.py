@@ -15,9 +15,9 @@ import numpy as np
 
 from abapp.context import AppContext
 from abapp.state import PairState, Side
-from tts_core.audio import check_prompt_audio, load_audio
 from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
+from tts_core.frontend.audio import check_prompt_audio, load_audio
 from tts_core.options import SynthesisOptions
 
 TOKEN_MODES = ("auto", "same", "separate")
@@ -43,7 +43,7 @@ def read_prompt_audio(path: str | Path | None) -> tuple[np.ndarray, int]:
     """(mono float32 audio, sample rate) of an uploaded or recorded prompt file, checked for use.
 
     Reading (libsndfile, ffmpeg for other containers) and the checks are the core's
-    (:func:`tts_core.audio.load_audio`, :func:`tts_core.audio.check_prompt_audio`), so the app
+    (:func:`tts_core.frontend.audio.load_audio`, :func:`tts_core.frontend.audio.check_prompt_audio`), so the app
     refuses exactly what the pipeline would, before any model work.
     """
     if not path:

@@ -55,7 +55,7 @@ def free_port() -> int:
 def app(tmp_path_factory):
     from app import build_ui
     from tts_core import load_pipeline
-    from tts_core.factory import demo_model_dir
+    from tts_core.model.factory import demo_model_dir
 
     data = tmp_path_factory.mktemp("appdata")
     store = RatingsStore(data / "ratings.csv")

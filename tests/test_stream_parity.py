@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from tts_core import PromptFeatures, SynthesisOptions, load_pipeline
-from tts_core.estimators import TorchEstimator
-from tts_core.stream_render import RecordedExcitation
-from tts_core.streaming import plan_stream_calls
+from tts_core.flow.backends import TorchEstimator
+from tts_core.streaming.render import RecordedExcitation
+from tts_core.streaming.schedule import plan_stream_calls
 
 FLOW_ATOL = 1e-4  # issue 13: each call's flow frames within 1e-4 (fp32, CPU)
 CHUNK_ATOL = 1e-4  # issue 13: each yielded chunk within 1e-4 with the recorded excitation

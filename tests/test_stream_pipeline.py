@@ -20,9 +20,9 @@ import torch
 
 from tts_core import SynthesisOptions, load_pipeline
 from tts_core.config_id import ConfigId
-from tts_core.cuda_graph_flow import CudaGraphFlow
-from tts_core.factory import write_random_model
-from tts_core.streaming import OVERLAP_SAMPLES, plan_stream_calls
+from tts_core.flow.cuda_graph import CudaGraphFlow
+from tts_core.model.factory import write_random_model
+from tts_core.streaming.schedule import OVERLAP_SAMPLES, plan_stream_calls
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "prompts"
 SAMPLES_PER_TOKEN = 2 * 480

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from tts_core.cuda_graph_flow import bucket_tokens, padded_flow_mel
-from tts_core.estimators import TorchEstimator
-from tts_core.flow import FlowConfig, FlowModel
-from tts_core.llm_static import StaticDecoder
+from tts_core.flow.backends import TorchEstimator
+from tts_core.flow.cuda_graph import bucket_tokens, padded_flow_mel
+from tts_core.flow.model import FlowConfig, FlowModel
+from tts_core.llm.static_decoder import StaticDecoder
+from tts_core.model.yaml_config import read_yaml
 from tts_core.options import SynthesisOptions
-from tts_core.streaming import (
+from tts_core.streaming.schedule import (
     CROSSFADE_WINDOW_POINTS,
     SOURCE_CACHE_SAMPLES,
     StreamSchedule,
@@ -26,7 +27,6 @@ from tts_core.streaming import (
     plan_stream_calls,
     prompt_token_pad,
 )
-from tts_core.yaml_config import read_yaml
 
 from .test_llm_parity import build_lm
 

@@ -45,7 +45,7 @@ class ConfigId:
 
     dtype: str  # LLM and flow dtype, one of DTYPE_NAMES
     flow_steps: int  # Euler steps of the flow-matching ODE, 1..MAX_FLOW_STEPS
-    streaming: bool = False  # rendered chunk by chunk as the official streaming path (tts_core.streaming)
+    streaming: bool = False  # rendered chunk by chunk as the official streaming path (tts_core.streaming.schedule)
 
     def __post_init__(self) -> None:
         check_dtype(self.dtype)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config_id import DTYPE_NAMES, MAX_FLOW_STEPS, ConfigId, check_int
+from tts_core.config_id import DTYPE_NAMES, MAX_FLOW_STEPS, ConfigId, check_int
 
 # The single place that maps a dtype name to a torch dtype.
 DTYPES: dict[str, torch.dtype] = {
@@ -56,7 +56,7 @@ class SynthesisOptions:
     min_token_text_ratio: float = 2.0  # min speech tokens per text token (official 2)
     max_token_text_ratio: float = 20.0  # max speech tokens per text token (official 20)
     fixed_tokens: int | None = None  # benchmarks: emit exactly this many tokens, ignoring stop tokens
-    streaming: bool = False  # render chunk by chunk as the official stream=True does (tts_core.streaming)
+    streaming: bool = False  # render chunk by chunk as the official stream=True does (tts_core.streaming.schedule)
 
     def __post_init__(self) -> None:
         check_int("flow_steps", self.flow_steps, 1, MAX_FLOW_STEPS)

@@ -19,21 +19,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config_id import ConfigId
-from .constants import MAX_TEXT_CHARS, N_MELS, SPEAKER_EMBEDDING_DIM
-from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
-from .estimators import BACKEND_CHOICES
-from .frontend import SpeechFrontend
-from .loading import LoadedModels, load_models
-from .model_dir import ModelDir, resolve_source, weights_digest
-from .options import SynthesisOptions
-from .prompt import PromptFeatures
-from .results import GeneratedTokens, OneTimeWork, SynthesisResult, Timings
-from .runtime import DtypeModels, ModelCopies
-from .stream_render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
-from .stream_session import StreamJob, SynthesisStream
-from .text import TextTokenizer
-from .text_normalize import detect_language, normalize_text, split_sentences
+from tts_core.config_id import ConfigId
+from tts_core.constants import MAX_TEXT_CHARS, N_MELS, SPEAKER_EMBEDDING_DIM
+from tts_core.devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
+from tts_core.flow.selection import BACKEND_CHOICES
+from tts_core.frontend.prompt import PromptFeatures
+from tts_core.frontend.speech_frontend import SpeechFrontend
+from tts_core.frontend.text_normalize import detect_language, normalize_text, split_sentences
+from tts_core.frontend.tokenizer import TextTokenizer
+from tts_core.model.loading import LoadedModels, load_models
+from tts_core.model.model_dir import ModelDir, resolve_source, weights_digest
+from tts_core.options import SynthesisOptions
+from tts_core.results import GeneratedTokens, OneTimeWork, SynthesisResult, Timings
+from tts_core.runtime import DtypeModels, ModelCopies
+from tts_core.streaming.render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
+from tts_core.streaming.session import StreamJob, SynthesisStream
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +219,9 @@ class Pipeline:
         Render the same ``GeneratedTokens`` twice with different options to compare flow settings
         on identical tokens. The result's LLM time is that of ``tokens`` when it is GeneratedTokens.
         ``options.streaming`` renders them chunk by chunk as the official streaming path does
-        (:mod:`tts_core.streaming`) and lists the chunks in ``result.stream``.
+        (:mod:`tts_core.streaming.schedule`) and lists the chunks in ``result.stream``.
         ``excitation``: a test seam; the vocoder's excitation per vocoder call (e.g. a
-        :class:`~tts_core.stream_render.RecordedExcitation` of the official run) instead of fresh
+        :class:`~tts_core.streaming.render.RecordedExcitation` of the official run) instead of fresh
         draws seeded by ``options.seed``.
         """
         segments, llm_seconds, warnings = self._token_segments(tokens)
@@ -401,7 +401,7 @@ class Pipeline:
         """Text -> audio chunks as they are ready, while the LLM keeps decoding.
 
         ``options.streaming`` must be True. Iterate over the returned stream for
-        :class:`~tts_core.stream_session.AudioChunk` items, then read ``stream.result``: the stitched
+        :class:`~tts_core.streaming.session.AudioChunk` items, then read ``stream.result``: the stitched
         audio (the same as ``tokens_to_audio`` of the same tokens with these options), the chunks,
         ``first_chunk_latency`` (request start -> first chunk on the host, device synchronised) and
         ``stream.chunk_intervals``. Text problems raise ValueError here, before any work.

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .constants import SAMPLE_RATE
-from .options import SynthesisOptions
+from tts_core.constants import SAMPLE_RATE
+from tts_core.options import SynthesisOptions
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import torch
 
-from .devices import DeviceInfo, synchronize
-from .estimators import ChunkFlowBackend, FlowBackend, select_estimator_backend
-from .flow import FlowModel
-from .llm import SpeechLM
-from .llm_static import StaticDecoder
-from .loading import LoadedModels
-from .options import SynthesisOptions, torch_dtype
-from .results import OneTimeWork
-from .stream_render import select_chunk_backend
+from tts_core.devices import DeviceInfo, synchronize
+from tts_core.flow.backends import ChunkFlowBackend, FlowBackend
+from tts_core.flow.model import FlowModel
+from tts_core.flow.selection import select_estimator_backend
+from tts_core.llm.speech_lm import SpeechLM
+from tts_core.llm.static_decoder import StaticDecoder
+from tts_core.model.loading import LoadedModels
+from tts_core.options import SynthesisOptions, torch_dtype
+from tts_core.results import OneTimeWork
+from tts_core.streaming.render import select_chunk_backend
 
 LLM_BACKENDS = ("auto", "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton")
 _STEP_KIND = {"cuda-graph": "torch", "cuda-graph-compiled": "compiled", "cuda-graph-triton": "triton"}
@@ -53,7 +54,7 @@ class DtypeModels:
     llm_backend: str  # one of LLM_BACKENDS other than "auto"
     flow_backend: FlowBackend
     generate_pieces: Callable[..., Iterator[torch.Tensor]]  # SpeechLM.generate_pieces's signature
-    chunk_backend: ChunkFlowBackend  # non-final streaming calls (tts_core.streaming)
+    chunk_backend: ChunkFlowBackend  # non-final streaming calls (tts_core.streaming.schedule)
 
 
 def _eager_needs_nothing(*_inputs: object) -> OneTimeWork | None:
@@ -143,7 +144,7 @@ class ModelCopies:
         if not self._device.is_cuda:
             return "eager"
         if dtype != "float32" and triton_missing() is None:
-            from .triton_backbone import triton_supports
+            from tts_core.llm.triton_backbone import triton_supports
 
             if triton_supports(llm.backbone) is None:
                 return "cuda-graph-triton"

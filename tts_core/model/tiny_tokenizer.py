@@ -16,7 +16,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, pre_tokenizers, trainers
 from tokenizers.models import BPE
 
-from tts_core.text import (
+from tts_core.frontend.tokenizer import (
     COSYVOICE2_ADDITIONAL_SPECIAL_TOKENS,
     COSYVOICE2_EOS_TOKEN,
     MERGES_FILE,

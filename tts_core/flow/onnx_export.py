@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from tts_core.estimator import CausalConditionalDecoder
+from tts_core.flow.estimator_net import CausalConditionalDecoder
 
 ONNX_INPUTS = ("x", "mask", "mu", "t", "spks", "cond")
 ONNX_OUTPUT = "estimator_out"

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .yaml_config import YamlObject, read_yaml
+from tts_core.model.yaml_config import YamlObject, read_yaml
 
 log = logging.getLogger(__name__)
 

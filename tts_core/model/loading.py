@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .flow import FlowConfig, FlowModel
-from .hift import HiFTConfig, HiFTGenerator, normalize_hift_state_dict
-from .llm import LLMConfig, SpeechLM
-from .model_dir import ModelDir, load_into, load_weights, read_model_yaml
-from .qwen2 import Qwen2Config
+from tts_core.flow.model import FlowConfig, FlowModel
+from tts_core.llm.qwen2 import Qwen2Config
+from tts_core.llm.speech_lm import LLMConfig, SpeechLM
+from tts_core.model.model_dir import ModelDir, load_into, load_weights, read_model_yaml
+from tts_core.vocoder.hift import HiFTConfig, HiFTGenerator, normalize_hift_state_dict
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""The Qwen2 backbone's decode step as fused Triton kernels (:mod:`tts_core.decode_kernels`).
+"""The Qwen2 backbone's decode step as fused Triton kernels (:mod:`tts_core.llm.decode_kernels`).
 
 :class:`TritonBackbone` holds, per layer, the stacked q/k/v and gate/up weights (views shared with
-the torch modules, see :func:`tts_core.llm_static.fuse_projections`) and the scratch vectors of a
+the torch modules, see :func:`tts_core.llm.static_decoder.fuse_projections`) and the scratch vectors of a
 step, and launches 5 kernels per layer plus a final norm. It is used by the CUDA-graph decoder
 for float16 / bfloat16; float32 keeps the compiled torch step, whose tokens equal the eager
 decoder's exactly.
@@ -17,8 +17,8 @@ import torch
 import triton
 from torch import Tensor
 
-from . import decode_kernels as kernels
-from .qwen2 import KVCache, Qwen2Model
+from tts_core.llm.qwen2 import KVCache, Qwen2Model
+from tts_core.llm import decode_kernels as kernels
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """The speech side of the CosyVoice2 frontend: prompt audio -> speech tokens, x-vector and prompt mel.
 
 Runs the released ONNX models (``speech_tokenizer_v2.onnx``, ``campplus.onnx``) with onnxruntime on
-features from :mod:`tts_core.features`, the way ``cosyvoice/cli/frontend.py`` does:
+features from :mod:`tts_core.frontend.features`, the way ``cosyvoice/cli/frontend.py`` does:
 
 * speech tokens: 16 kHz -> whisper 128-bin log-mel (1, 128, T) + length (1,) int32 -> ~25 Hz tokens
 * speaker embedding: 16 kHz -> Kaldi fbank minus its time mean (1, T, 80) -> 192-d x-vector
 * prompt mel: 24 kHz -> Matcha mel (T, 80) at 50 Hz
 
-The tiny stand-ins from :mod:`tts_core.tiny_onnx` go through the same code.
+The tiny stand-ins from :mod:`tts_core.model.tiny_onnx` go through the same code.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from .audio import check_prompt_audio, resample
-from .constants import (
+from tts_core.constants import (
     MAX_PROMPT_SECONDS,
     SAMPLE_RATE,
     SPEAKER_EMBEDDING_DIM,
     SPEECH_TOKEN_SIZE,
     TOKENIZER_SAMPLE_RATE,
 )
-from .features import campplus_input, prompt_mel_80, whisper_log_mel_128
-from .prompt import PromptFeatures
+from tts_core.frontend.audio import check_prompt_audio, resample
+from tts_core.frontend.features import campplus_input, prompt_mel_80, whisper_log_mel_128
+from tts_core.frontend.prompt import PromptFeatures
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class SpeechFrontend:
     ) -> PromptFeatures:
         """Everything the model needs from a voice prompt.
 
-        audio: (N,) float32 mono in [-1, 1] at ``sample_rate`` (see :func:`tts_core.audio.load_audio`).
+        audio: (N,) float32 mono in [-1, 1] at ``sample_rate`` (see :func:`tts_core.frontend.audio.load_audio`).
         text_tokens: Qwen2 ids of the transcript, or None/empty for cross-lingual prompts.
         Checks the audio (ValueError with a user-facing message), resamples it to 16 kHz (tokens,
         x-vector) and 24 kHz (mel); PromptFeatures then cuts tokens and mel to a common length.

@@ -5,7 +5,7 @@ the tests and the offline demo; ``full`` (the released sizes, about 640 M parame
 speed benchmarks. Both load through exactly the same :func:`tts_core.load_pipeline` path as a
 downloaded model. The audio they make is not speech.
 
-    python -m tts_core.factory OUT_DIR --size tiny|full [--seed N]
+    python -m tts_core.model.factory OUT_DIR --size tiny|full [--seed N]
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from pathlib import Path
 
 import torch
 
-from .flow import FlowConfig, FlowModel
-from .hift import HiFTConfig, HiFTGenerator
-from .llm import LLMConfig, SpeechLM
-from .model_dir import CAMPPLUS, QWEN_DIR, RANDOM_MODEL_META, SPEECH_TOKENIZER, YAML_NAME
-from .qwen2 import Qwen2Config
-from .tiny_onnx import write_campplus_onnx, write_speech_tokenizer_onnx
-from .tiny_tokenizer import write_tiny_tokenizer
-from .yaml_config import read_yaml
+from tts_core.flow.model import FlowConfig, FlowModel
+from tts_core.llm.qwen2 import Qwen2Config
+from tts_core.llm.speech_lm import LLMConfig, SpeechLM
+from tts_core.model.cache import cache_root
+from tts_core.model.model_dir import CAMPPLUS, QWEN_DIR, RANDOM_MODEL_META, SPEECH_TOKENIZER, YAML_NAME
+from tts_core.model.tiny_onnx import write_campplus_onnx, write_speech_tokenizer_onnx
+from tts_core.model.tiny_tokenizer import write_tiny_tokenizer
+from tts_core.model.yaml_config import read_yaml
+from tts_core.vocoder.hift import HiFTConfig, HiFTGenerator
 
 FACTORY_VERSION = 1  # bump when the written files change, so cached demo models are rebuilt
-CACHE_ENV = "COSYVOICE2_AB_CACHE"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ SIZES = {
 }
 
 _YAML_TEMPLATE = """\
-# Random-weight CosyVoice2 model written by tts_core.factory (size {size}); NOT speech.
+# Random-weight CosyVoice2 model written by tts_core.model.factory (size {size}); NOT speech.
 # Same classes and layout as the official cosyvoice2.yaml (examples/libritts/cosyvoice2/conf).
 __set_seed1: !apply:random.seed [1986]
 __set_seed2: !apply:numpy.random.seed [1986]
@@ -259,7 +259,7 @@ def write_random_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path
     write_campplus_onnx(out / CAMPPLUS, seed)
     write_tiny_tokenizer(out / QWEN_DIR, SIZES[size].qwen_vocab)
     meta = {
-        "factory": "tts_core.factory",
+        "factory": "tts_core.model.factory",
         "factory_version": FACTORY_VERSION,
         "size": size,
         "seed": seed,
@@ -268,10 +268,6 @@ def write_random_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path
     }
     (out / RANDOM_MODEL_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return out
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "cosyvoice2-ab"))
 
 
 def demo_model_dir(seed: int = 0) -> Path:

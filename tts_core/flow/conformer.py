@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tts_core.yaml_config import YamlObject
+from tts_core.model.yaml_config import YamlObject
 
 ENCODER_CLASS = "UpsampleConformerEncoder"
 UP_LAYERS = 4  # Conformer layers after upsampling: hard-coded in the official class, not in the yaml

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .constants import N_MELS, SPEAKER_EMBEDDING_DIM, TOKEN_MEL_RATIO
+from tts_core.constants import N_MELS, SPEAKER_EMBEDDING_DIM, TOKEN_MEL_RATIO
 
 
 def _as_1d(name: str, value: object, dtype: torch.dtype) -> torch.Tensor:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .constants import EOS_TOKEN, SOS_INDEX, STOP_TOKENS, TASK_ID_INDEX
-from .options import SynthesisOptions
-from .qwen2 import KVCache, Qwen2Config, Qwen2Encoder
-from .sampling import SamplingParams, draw_uniforms, ras_sample
-from .yaml_config import YamlObject
+from tts_core.constants import EOS_TOKEN, SOS_INDEX, STOP_TOKENS, TASK_ID_INDEX
+from tts_core.llm.qwen2 import KVCache, Qwen2Config, Qwen2Encoder
+from tts_core.llm.sampling import SamplingParams, draw_uniforms, ras_sample
+from tts_core.model.yaml_config import YamlObject
+from tts_core.options import SynthesisOptions
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tts_core.conformer import PRE_LOOKAHEAD_LEN, UPSAMPLE_STRIDE, EncoderConfig, UpsampleConformerEncoder
-from tts_core.estimator import CausalConditionalDecoder, EstimatorConfig
-from tts_core.estimators import EstimatorBackend, TorchEstimator
-from tts_core.yaml_config import YamlObject
+from tts_core.flow.backends import EstimatorBackend, TorchEstimator
+from tts_core.flow.conformer import (
+    PRE_LOOKAHEAD_LEN,
+    UPSAMPLE_STRIDE,
+    EncoderConfig,
+    UpsampleConformerEncoder,
+)
+from tts_core.flow.estimator_net import CausalConditionalDecoder, EstimatorConfig
+from tts_core.model.yaml_config import YamlObject
 
 FLOW_CLASS = "CausalMaskedDiffWithXvec"
 CFM_CLASS = "CausalConditionalCFM"

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tts_core.conformer import chunk_attention_mask
-from tts_core.yaml_config import YamlObject
+from tts_core.flow.conformer import chunk_attention_mask
+from tts_core.model.yaml_config import YamlObject
 
 ESTIMATOR_CLASS = "CausalConditionalDecoder"
 TIME_SCALE = 1000.0  # t in [0, 1] is stretched by this before the sinusoids

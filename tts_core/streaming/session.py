@@ -1,7 +1,7 @@
 """``Pipeline.stream``: audio chunks while the LLM keeps decoding.
 
 The LLM decodes in a helper thread (on its own CUDA stream on a GPU) and hands its tokens over
-at every stop check; the calling thread runs the streaming schedule (:mod:`tts_core.streaming`)
+at every stop check; the calling thread runs the streaming schedule (:mod:`tts_core.streaming.schedule`)
 and renders a chunk as soon as enough tokens are there, so flow and vocoder work overlaps the
 decoding instead of stalling it. The calls made depend only on the token counts, never on
 timing: the same seed gives the same audio as ``tokens_to_audio`` of the same tokens with
@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .devices import DeviceInfo, synchronize
-from .options import SynthesisOptions
-from .prompt import PromptFeatures
-from .results import OneTimeWork, StreamChunk, SynthesisResult
-from .runtime import DtypeModels
-from .stream_render import ChunkRenderer
-from .streaming import StreamSchedule
+from tts_core.devices import DeviceInfo, synchronize
+from tts_core.frontend.prompt import PromptFeatures
+from tts_core.options import SynthesisOptions
+from tts_core.results import OneTimeWork, StreamChunk, SynthesisResult
+from tts_core.runtime import DtypeModels
+from tts_core.streaming.render import ChunkRenderer
+from tts_core.streaming.schedule import StreamSchedule
 
 
 @dataclass(frozen=True)

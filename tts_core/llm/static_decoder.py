@@ -8,7 +8,7 @@ tensor shapes and every piece of per-token state on the device:
   ``key_position <= pos`` (``pos`` is a device tensor, so the shapes never change);
 * grouped-query attention for a single query token computed as ``kv_heads`` heads with
   ``heads / kv_heads`` queries each, so no key/value copies are needed;
-* the repetition-aware sampler (:mod:`tts_core.sampling`) with its uniforms drawn up front;
+* the repetition-aware sampler (:mod:`tts_core.llm.sampling`) with its uniforms drawn up front;
 * the stop check reads one device flag every ``stop_check_every`` tokens.
 
 On CUDA the step is captured once per (dtype, capacity, window) as a CUDA graph and replayed;
@@ -29,15 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .devices import synchronize
-from .llm import SpeechLM, decode_plan, first_stop, join_pieces
-from .options import SynthesisOptions
-from .qwen2 import KVCache, apply_rotary
-from .results import OneTimeWork
-from .sampling import SamplingParams, draw_uniforms, ras_sample
+from tts_core.devices import synchronize
+from tts_core.llm.qwen2 import KVCache, apply_rotary
+from tts_core.llm.sampling import SamplingParams, draw_uniforms, ras_sample
+from tts_core.llm.speech_lm import SpeechLM, decode_plan, first_stop, join_pieces
+from tts_core.options import SynthesisOptions
+from tts_core.results import OneTimeWork
 
 if TYPE_CHECKING:
-    from .triton_backbone import KernelTuning
+    from tts_core.llm.triton_backbone import KernelTuning
 
 # KV capacities (positions) a decoder is built for: few distinct shapes, so few compilations and
 # graphs. Attention reads the whole capacity each step (masked), which costs little at these sizes.
@@ -214,7 +214,7 @@ class StaticDecoder:
 
     ``step_kind`` is how one step runs: "torch" (plain torch ops), "compiled" (the same step
     through torch.compile, which fuses its element-wise work) or "triton" (the backbone and the
-    speech head as fused Triton kernels, :mod:`tts_core.triton_backbone`, and the sampler
+    speech head as fused Triton kernels, :mod:`tts_core.llm.triton_backbone`, and the sampler
     compiled; CUDA, or Triton's interpreter in the tests).
 
     ``tuning`` sets the Triton kernels' launch shapes (None: the defaults, tuned on an H100).
@@ -237,7 +237,7 @@ class StaticDecoder:
         self._fused = fuse_projections(lm)
         self._triton = None
         if step_kind == "triton":
-            from .triton_backbone import TritonBackbone, speech_logits  # imports triton
+            from tts_core.llm.triton_backbone import TritonBackbone, speech_logits  # imports triton
 
             self._speech_logits = speech_logits
             self._triton = TritonBackbone(

@@ -14,7 +14,7 @@ unpadded run up to float rounding:
   everything else is per frame or a causal conv;
 * estimator: ``key_padding=True`` hides padded frames from attention (the official code always
   masks keys this way); its convs are causal, so later (padded) frames never reach real ones.
-Streaming (:mod:`tts_core.streaming`) adds a second kind of graph, ``run_chunk``: a non-final
+Streaming (:mod:`tts_core.streaming.schedule`) adds a second kind of graph, ``run_chunk``: a non-final
 streaming call, with chunk attention masks in encoder and estimator and the last 3 real tokens
 as look-ahead context only (they feed the look-ahead conv, the masks hide them like padding).
 The final streaming call is an ordinary ``run_flow``, as officially.
@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tts_core.conformer import PRE_LOOKAHEAD_LEN, UPSAMPLE_STRIDE, chunk_attention_mask
-from tts_core.estimators import EstimatorBackend, TorchEstimator
-from tts_core.flow import FlowModel
+from tts_core.flow.backends import EstimatorBackend, TorchEstimator
+from tts_core.flow.conformer import PRE_LOOKAHEAD_LEN, UPSAMPLE_STRIDE, chunk_attention_mask
+from tts_core.flow.model import FlowModel
 from tts_core.results import OneTimeWork
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class _CapturedFlow:
 
 
 class CudaGraphFlow:
-    """The "torch-cudagraph" :class:`~tts_core.estimators.FlowBackend` for one CUDA flow.
+    """The "torch-cudagraph" :class:`~tts_core.flow.backends.FlowBackend` for one CUDA flow.
 
     ``run_flow`` is the fast path (one graph replay per utterance; the first call for a new
     (bucket, n_steps, dtype) captures a graph, see ``captures``); ``run_chunk`` is the same for a

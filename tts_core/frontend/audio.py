@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .constants import MAX_PROMPT_SECONDS, MIN_PROMPT_SECONDS
+from tts_core.constants import MAX_PROMPT_SECONDS, MIN_PROMPT_SECONDS
 
 MIN_SAMPLE_RATE = 8_000  # Hz: below this a prompt has no usable speech band
 MAX_SAMPLE_RATE = 192_000  # Hz: the highest rate audio hardware records at

@@ -3,7 +3,7 @@
 Eager torch spends five element-wise passes over the activations per Snake (x * alpha, sin,
 square, scale, add); HiFT applies Snake 36 times per call on tensors of up to 64 x 240k values,
 so on a GPU these passes are a fifth of the vocoder's time. One kernel reads x once and writes
-the result once. Same formula and float32 arithmetic as :class:`tts_core.hift.Snake`.
+the result once. Same formula and float32 arithmetic as :class:`tts_core.vocoder.hift.Snake`.
 """
 
 from __future__ import annotations

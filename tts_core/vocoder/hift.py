@@ -1,7 +1,7 @@
 """HiFT vocoder of CosyVoice2: mel (B, 80, T) at 50 Hz -> 24 kHz waveform (B, T * 480).
 
 Neural source filter + iSTFTNet ("HiFTNet"). An f0 predictor turns the mel into a pitch track, the
-harmonic source (:mod:`tts_core.hift_source`) turns the pitch into an excitation signal, and a
+harmonic source (:mod:`tts_core.vocoder.source`) turns the pitch into an excitation signal, and a
 HiFi-GAN style upsampler, fed at every stage with the STFT of that excitation, predicts the
 magnitude and phase of a short (16-point) STFT that is inverted into the waveform.
 
@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from tts_core.hift_source import HarmonicSource
-from tts_core.yaml_config import YamlObject
+from tts_core.model.yaml_config import YamlObject
+from tts_core.vocoder.source import HarmonicSource
 
 F0_PREDICTOR_LAYERS = 5  # conv + ELU pairs of ConvRNNF0Predictor (fixed in the official class)
 F0_PREDICTOR_KERNEL = 3
@@ -194,9 +194,9 @@ class Snake(nn.Module):
 
 @cache
 def _fused_snake():
-    """The one-kernel Snake of :mod:`tts_core.snake_kernel` (inference on CUDA), None without Triton."""
+    """The one-kernel Snake of :mod:`tts_core.vocoder.snake_kernel` (inference on CUDA), None without Triton."""
     try:
-        from .snake_kernel import snake
+        from tts_core.vocoder.snake_kernel import snake
     except ImportError:
         return None
     return snake

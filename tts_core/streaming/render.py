@@ -1,4 +1,4 @@
-"""Runs the streaming schedule of :mod:`tts_core.streaming`: flow call, vocoder with cache, cross-fade.
+"""Runs the streaming schedule of :mod:`tts_core.streaming.schedule`: flow call, vocoder with cache, cross-fade.
 
 :class:`ChunkRenderer` renders the calls of one request (all its sentence segments) one at a
 time, whether the tokens were all known up front (``Pipeline.tokens_to_audio``) or arrive from
@@ -21,15 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cuda_graph_flow import CudaGraphFlow
-from .devices import DeviceInfo, tf32_convolutions
-from .estimators import ChunkFlowBackend, FlowBackend, TorchEstimator
-from .flow import FlowModel
-from .hift import HiFTGenerator
-from .options import SynthesisOptions
-from .prompt import PromptFeatures
-from .results import OneTimeWork, StreamChunk, StreamReport, SynthesisResult, Timings
-from .streaming import (
+from tts_core.devices import DeviceInfo, tf32_convolutions
+from tts_core.flow.backends import ChunkFlowBackend, FlowBackend, TorchEstimator
+from tts_core.flow.cuda_graph import CudaGraphFlow
+from tts_core.flow.model import FlowModel
+from tts_core.frontend.prompt import PromptFeatures
+from tts_core.options import SynthesisOptions
+from tts_core.results import OneTimeWork, StreamChunk, StreamReport, SynthesisResult, Timings
+from tts_core.streaming.schedule import (
     MEL_CACHE_FRAMES,
     OVERLAP_SAMPLES,
     SOURCE_CACHE_SAMPLES,
@@ -38,6 +37,7 @@ from .streaming import (
     crossfade_window,
     plan_stream_calls,
 )
+from tts_core.vocoder.hift import HiFTGenerator
 
 
 def select_chunk_backend(flow: FlowModel, offline: FlowBackend) -> ChunkFlowBackend:

@@ -20,7 +20,7 @@ a click::
   held-back tail (:func:`cross_fade`); every call but the final one holds its last
   :data:`SOURCE_CACHE_SAMPLES` back as the next call's overlap.
 
-Everything here is pure schedule and sample arithmetic; :mod:`tts_core.stream_render` runs it.
+Everything here is pure schedule and sample arithmetic; :mod:`tts_core.streaming.render` runs it.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .conformer import PRE_LOOKAHEAD_LEN
-from .constants import MEL_HOP, TOKEN_MEL_RATIO
+from tts_core.constants import MEL_HOP, TOKEN_MEL_RATIO
+from tts_core.flow.conformer import PRE_LOOKAHEAD_LEN
 
 FIRST_HOP_TOKENS = 25  # official token_hop_len: the flow's training chunk (static_chunk_size, 1 s)
 MAX_HOP_TOKENS = 100  # official token_max_hop_len = 4 x 25 tokens (4 s)

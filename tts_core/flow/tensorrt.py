@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from tts_core.onnx_export import (
+from tts_core.flow.onnx_export import (
     CFG_BATCH,
     DYNAMIC_INPUTS,
     ONNX_INPUTS,
@@ -34,10 +34,11 @@ from tts_core.onnx_export import (
     check_onnx_interface,
     file_sha256,
 )
+from tts_core.model.cache import cache_root
 from tts_core.results import OneTimeWork
 
 if TYPE_CHECKING:
-    from tts_core.flow import FlowModel
+    from tts_core.flow.model import FlowModel
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,6 @@ class EngineKey:
 
 def default_cache_dir() -> Path:
     """~/.cache/cosyvoice2-ab/trt (or $COSYVOICE2_AB_CACHE/trt)."""
-    from tts_core.factory import cache_root  # imported here: factory pulls in every model module
 
     return cache_root() / "trt"
 
@@ -243,7 +243,7 @@ def load_or_build_engine(
 
 
 class TensorRTEstimator:
-    """The "tensorrt" :class:`~tts_core.estimators.FlowBackend`: one engine, one execution context."""
+    """The "tensorrt" :class:`~tts_core.flow.backends.FlowBackend`: one engine, one execution context."""
 
     name = "tensorrt"
 

@@ -1,6 +1,6 @@
 """Tiny random-weight stand-ins for ``speech_tokenizer_v2.onnx`` and ``campplus.onnx``.
 
-They have the released models' input/output signatures, so :class:`tts_core.frontend.SpeechFrontend`
+They have the released models' input/output signatures, so :class:`tts_core.frontend.speech_frontend.SpeechFrontend`
 runs them through exactly the code path of the real files (tests, offline demo, CI without the 1 GB
 model download). Their outputs carry no meaning beyond depending on the audio.
 
@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .constants import N_MELS, SPEAKER_EMBEDDING_DIM, SPEECH_TOKEN_SIZE
+from tts_core.constants import N_MELS, SPEAKER_EMBEDDING_DIM, SPEECH_TOKEN_SIZE
 
 WHISPER_MELS = 128  # speech tokenizer input bins
 TOKEN_STRIDE = 4  # 100 Hz mel frames -> 25 Hz tokens (two stride-2 convolutions in the real model)
@@ -55,7 +55,7 @@ def _save(graph: onnx.GraphProto, path: Path | str, doc: str) -> Path:
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="tts_core.tiny_onnx",
+        producer_name="tts_core.model.tiny_onnx",
         doc_string=doc,
     )
     model.ir_version = IR_VERSION

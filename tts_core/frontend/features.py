@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .constants import MEL_HOP, N_MELS, SAMPLE_RATE, TOKENIZER_SAMPLE_RATE
+from tts_core.constants import MEL_HOP, N_MELS, SAMPLE_RATE, TOKENIZER_SAMPLE_RATE
 
 # --- whisper log-mel (speech tokenizer input) ---
 WHISPER_N_FFT = 400  # 25 ms at 16 kHz
