@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_model(args: argparse.Namespace):
     """The pipeline of the requested source; offline without an explicit source -> the demo model."""
     from tts_core import load_pipeline
-    from tts_core.factory import demo_model_dir
+    from tts_core.model.factory import demo_model_dir
 
     if args.demo:
         return load_pipeline(demo_model_dir(), device=args.device)
@@ -103,12 +103,15 @@ def load_model(args: argparse.Namespace):
 
 def warmup_configs(dtypes, plan_configs) -> list:
     """What the GPU warm-up prepares: every step count the UI offers by default (the playground's
-    presets and the active plan's configurations) in every dtype the device runs."""
+    presets and the active plan's configurations) in every dtype the device runs, streamed too
+    when one of them streams."""
     from abapp.synthesis import PRESETS
     from tts_core.config_id import ConfigId
 
-    steps = sorted({c.flow_steps for c in (*PRESETS.values(), *plan_configs)}, reverse=True)
-    return [ConfigId(dtype, n) for dtype in dtypes for n in steps]
+    offered = (*PRESETS.values(), *plan_configs)
+    steps = sorted({c.flow_steps for c in offered}, reverse=True)
+    streaming = sorted({c.streaming for c in offered})  # chunk graphs only when a plan streams
+    return [ConfigId(dtype, n, k) for dtype in dtypes for n in steps for k in streaming]
 
 
 def warm_up(pipeline, data_dir: Path) -> None:

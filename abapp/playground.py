@@ -32,6 +32,7 @@ class SideWidgets:
     flow_steps: gr.Slider
     dtype: gr.Radio
     seed: gr.Number
+    streaming: gr.Checkbox
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,21 @@ def _config_column(side: str, preset: str) -> SideWidgets:
             info="1-20 Euler steps of the flow",
         )  # fmt: skip
         dtype_radio = gr.Radio(list(DTYPE_NAMES), value=config.dtype, label=f"dtype {side}")
+        streaming = gr.Checkbox(
+            value=config.streaming,
+            label=f"Streaming {side}",
+            info="render chunk by chunk as a streaming server does (label -stream)",
+            elem_id=f"pg-streaming-{side.lower()}",
+        )
         seed = gr.Number(value=0, precision=0, minimum=0, label=f"Seed {side}")
     chooser.change(
-        lambda name: (PRESETS[name].dtype, PRESETS[name].flow_steps),
+        lambda name: (PRESETS[name].dtype, PRESETS[name].flow_steps, PRESETS[name].streaming),
         chooser,
-        [dtype_radio, flow_steps],
+        [dtype_radio, flow_steps, streaming],
         queue=False,
         api_visibility="private",
     )
-    return SideWidgets(flow_steps, dtype_radio, seed)
+    return SideWidgets(flow_steps, dtype_radio, seed, streaming)
 
 
 def _inputs_layout(ctx: AppContext):
@@ -193,16 +200,18 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
     out, rate = _results_layout()
 
     @user_errors
-    def on_generate(text, path, transcript, sa, da, xa, sb, db, xb, mode, match, progress=gr.Progress()):  # noqa: B008
-        request = PairRequest(text, path, transcript, SideRequest(sa, da, xa), SideRequest(sb, db, xb), mode, match)
+    def on_generate(text, path, transcript, sa, da, xa, sb, db, xb, mode, ka, kb, match, progress=gr.Progress()):  # noqa: B008
+        sides = SideRequest(sa, da, xa, ka), SideRequest(sb, db, xb, kb)
+        request = PairRequest(text, path, transcript, *sides, mode, match)
         return out.updates(handlers.generate(ctx, request, lambda f, m: progress(f, desc=m)))
 
+    # NOTE: this order is the API's; inputs added later come last (gradio_client may omit them).
     side_inputs = [w for s in (side_a, side_b) for w in (s.flow_steps, s.dtype, s.seed)]
     run_with_buttons_disabled(
         generate.click,
         [generate, rate],
         on_generate,
-        [text, prompt_audio, transcript, *side_inputs, token_mode, match_loudness],
+        [text, prompt_audio, transcript, *side_inputs, token_mode, side_a.streaming, side_b.streaming, match_loudness],
         out.outputs,
         api_name="generate",
         concurrency_limit=1,

@@ -34,6 +34,7 @@ class SideRequest:
     flow_steps: object
     dtype: object
     seed: object
+    streaming: object = False
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ def _played(audio: np.ndarray, sample_rate: int, match: bool) -> tuple[np.ndarra
 
 
 def generate(ctx: AppContext, request: PairRequest, progress: Progress) -> PairView:
-    options_a = make_options(request.a.flow_steps, request.a.dtype, request.a.seed, "A")
-    options_b = make_options(request.b.flow_steps, request.b.dtype, request.b.seed, "B")
+    options_a = make_options(request.a.flow_steps, request.a.dtype, request.a.seed, "A", request.a.streaming)
+    options_b = make_options(request.b.flow_steps, request.b.dtype, request.b.seed, "B", request.b.streaming)
     out = render_pair(
         ctx, request.text, request.prompt_path, request.transcript, options_a, options_b, request.token_mode, progress
     )
@@ -92,13 +93,17 @@ def generate(ctx: AppContext, request: PairRequest, progress: Progress) -> PairV
         played, level = _played(res.audio, res.sample_rate, request.match_loudness)
         files.append(to_wav(played, res.sample_rate, folder, f"{name}.wav"))
         infos.append(result_markdown(name, res, opts, out.shared_tokens) + "  \n" + level)
+    edges_a, edges_b = (r.stream.boundary_frames if r.stream else () for r in (ra, rb))  # chunk edges
     return PairView(
         audio_a=files[0],
         audio_b=files[1],
         info_a=infos[0],
         info_b=infos[1],
-        figure=pair_figure(ra.mel, rb.mel, f"A: {options_a.config.label}", f"B: {options_b.config.label}"),
-        distances=distances_markdown(ra.audio, rb.audio, ra.mel, rb.mel, ra.sample_rate),  # as synthesised
+        figure=pair_figure(
+            ra.mel, rb.mel, f"A: {options_a.config.label}", f"B: {options_b.config.label}", edges_a, edges_b
+        ),
+        # as synthesised, not loudness-matched
+        distances=distances_markdown(ra.audio, rb.audio, ra.mel, rb.mel, ra.sample_rate, (*edges_a, *edges_b)),
         pair=out.pair,
         playback_a=ClipPlayback(ra.duration),
         playback_b=ClipPlayback(rb.duration),

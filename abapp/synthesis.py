@@ -16,9 +16,9 @@ import numpy as np
 from abapp.context import AppContext
 from abapp.state import PairState, Side
 from eval.conditions import Condition
-from tts_core.audio import check_prompt_audio, load_audio
 from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
+from tts_core.frontend.audio import check_prompt_audio, load_audio
 from tts_core.options import SynthesisOptions
 
 TOKEN_MODES = ("auto", "same", "separate")
@@ -44,7 +44,7 @@ def read_prompt_audio(path: str | Path | None) -> tuple[np.ndarray, int]:
     """(mono float32 audio, sample rate) of an uploaded or recorded prompt file, checked for use.
 
     Reading (libsndfile, ffmpeg for other containers) and the checks are the core's
-    (:func:`tts_core.audio.load_audio`, :func:`tts_core.audio.check_prompt_audio`), so the app
+    (:func:`tts_core.frontend.audio.load_audio`, :func:`tts_core.frontend.audio.check_prompt_audio`), so the app
     refuses exactly what the pipeline would, before any model work.
     """
     if not path:
@@ -79,12 +79,14 @@ def _whole_number(value: object, name: str, side: str) -> int:
     return int(number)
 
 
-def make_options(flow_steps: object, dtype: object, seed: object, side: str) -> SynthesisOptions:
+def make_options(
+    flow_steps: object, dtype: object, seed: object, side: str, streaming: object = False
+) -> SynthesisOptions:
     """Options of one side from raw UI values (ValueError naming the side and the field)."""
     steps = _whole_number(flow_steps, "flow steps", side)
     seed_int = _whole_number(seed, "seed", side)
     try:
-        return SynthesisOptions(seed=seed_int).with_config(ConfigId(str(dtype), steps))
+        return SynthesisOptions(seed=seed_int).with_config(ConfigId(str(dtype), steps, bool(streaming)))
     except ValueError as err:
         raise ValueError(f"configuration {side}: {err}") from None
 
@@ -136,7 +138,10 @@ def render_pair(
     prompt_id = prompt_id_for(ctx, prompt_path)
     progress(0.08, "preparing the voice prompt")
     prompt = ctx.prompt_features(audio, rate, (transcript or "").strip() or None)
-    only_flow_differs = options_a.replace(flow_steps=options_b.flow_steps) == options_b
+    # Steps and streaming change only the flow/vocoder rendering: the same tokens serve both.
+    only_flow_differs = (
+        options_a.replace(flow_steps=options_b.flow_steps, streaming=options_b.streaming) == options_b
+    )
     shared = token_mode == "same" or (token_mode == "auto" and only_flow_differs)
     pipe = ctx.pipeline
     if shared:
@@ -184,6 +189,14 @@ def result_markdown(name: str, result, options: SynthesisOptions, shared_tokens:
         f"LLM {t.llm * 1000:.0f} ms · flow {t.flow * 1000:.0f} ms · vocoder {t.vocoder * 1000:.0f} ms",
         f"ran: {result.dtype_ran} · LLM {result.llm_backend} · flow {result.backend} · {result.device}",
     ]
+    if result.stream is not None:
+        report = result.stream
+        gaps = report.chunk_intervals
+        lines.append(
+            f"streamed: first chunk **{report.first_chunk_latency * 1000:.0f} ms** · {len(report.chunks)} chunks"
+            + (f" · longest gap {max(gaps) * 1000:.0f} ms" if gaps else "")
+            + ("" if report.llm_overlapped else " (tokens given: LLM time added before the first chunk)")
+        )
     if shared_tokens:
         lines.append("speech tokens shared with the other side (LLM time counted on both)")
     if result.one_time:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,7 @@ def counted_label(logged: str, dtype_ran: str) -> tuple[str, str]:
         return logged, ""
     if dtype_ran in DTYPE_NAMES and dtype_ran != config.dtype:
         note = f"asked for {config.dtype}, ran {dtype_ran}: counted as what was heard"
-        config = ConfigId(dtype_ran, config.flow_steps)
+        config = replace(config, dtype=dtype_ran)
     elif not note and config.label != logged:
         note = "label written canonically"
     return config.label, note

@@ -52,7 +52,7 @@ def running_app(data: Path, admin_password: str | None):
     """Serve the demo app over ``data`` on a free port; yields {url, data, csv, clock}."""
     from app import build_ui
     from tts_core import load_pipeline
-    from tts_core.factory import demo_model_dir
+    from tts_core.model.factory import demo_model_dir
 
     clock = FakeClock()
     pipe = load_pipeline(demo_model_dir(), device="cpu")

@@ -46,7 +46,12 @@ def app(tmp_path_factory):
 
 
 def generate(
-    c: Client, text: str = "Hello, world.", prompt=PROMPT, steps=(10, 5), dtypes=("float32", "float32")
+    c: Client,
+    text: str = "Hello, world.",
+    prompt=PROMPT,
+    steps=(10, 5),
+    dtypes=("float32", "float32"),
+    streams=(False, False),
 ):
     return c.predict(
         text,
@@ -59,8 +64,19 @@ def generate(
         dtypes[1],
         0,
         "auto",
+        streams[0],
+        streams[1],
         api_name="/generate",
     )
+
+
+def test_playground_streamed_side_shows_first_chunk_and_edges(app) -> None:
+    c = client(app, "pg-stream")
+    text = "The quick brown fox jumps over the lazy dog, and the dog sleeps on in the afternoon sun."
+    _a, _b, info_a, info_b, _plot, distances, *_rest = generate(c, text=text, streams=(False, True))
+    assert "float32-n10" in info_a and "first chunk" not in info_a
+    assert "float32-n5-stream" in info_b and "first chunk" in info_b
+    assert "chunk edges" in distances
 
 
 def test_playground_generate_play_rate(app) -> None:

@@ -26,8 +26,8 @@ from eval import report
 from eval.ratings import RatingsStore
 from eval.trials import assign_trials, plan_from_dict
 from tts_core import load_pipeline
-from tts_core.estimators import TorchEstimator
-from tts_core.factory import demo_model_dir, write_random_model
+from tts_core.flow.backends import TorchEstimator
+from tts_core.model.factory import demo_model_dir, write_random_model
 from tts_core.results import OneTimeWork
 
 STAND_IN_NAME = "stand-in-cudagraph"

@@ -23,6 +23,7 @@ from tts_core.options import SynthesisOptions
         ("bf16-n5", "bfloat16-n5"),
         ("fp32-n1", "float32-n1"),
         ("fp16-n50", "float16-n50"),
+        ("bf16-n5-stream", "bfloat16-n5-stream"),
     ],
 )
 def test_parse_gives_the_canonical_label(text, label):
@@ -48,6 +49,8 @@ def test_identity_validates_and_becomes_options():
     opts = base.with_config(ConfigId("bfloat16", 5))
     assert (opts.dtype, opts.flow_steps, opts.seed, opts.top_k) == ("bfloat16", 5, 7, 10)
     assert opts.config == ConfigId("bfloat16", 5)
+    streamed = base.with_config(ConfigId.parse("bfloat16-n5-stream"))
+    assert streamed.streaming and streamed.config.label == "bfloat16-n5-stream"
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,7 @@ def test_identity_validates_and_becomes_options():
         ("bfloat16-n5-tensorrt", "bfloat16", "bfloat16-n5", "backend 'tensorrt' dropped"),
         ("fp16-n10", "float16", "float16-n10", "canonically"),
         ("bfloat16-n5", "float32", "float32-n5", "asked for bfloat16, ran float32"),
+        ("bfloat16-n5-stream", "float32", "float32-n5-stream", "asked for bfloat16, ran float32"),
         ("lighttts-trt-n5", "", "lighttts-trt-n5", ""),  # another system's clips: kept as named
     ],
 )

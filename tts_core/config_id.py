@@ -15,7 +15,8 @@ MAX_FLOW_STEPS = 50
 # Spellings accepted for a dtype in a label; the canonical label always uses the full name.
 DTYPE_ALIASES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 LABEL_EXAMPLE = "bfloat16-n5"
-_LABEL = re.compile(r"^(?P<dtype>[a-z0-9]+)-n(?P<steps>[0-9]+)$")
+STREAM_SUFFIX = "-stream"  # label suffix of a streamed configuration
+_LABEL = re.compile(r"^(?P<dtype>[a-z0-9]+)-n(?P<steps>[0-9]+)(?P<stream>-stream)?$")
 
 
 def check_int(name: str, value: object, low: int, high: int) -> None:
@@ -44,26 +45,30 @@ class ConfigId:
 
     dtype: str  # LLM and flow dtype, one of DTYPE_NAMES
     flow_steps: int  # Euler steps of the flow-matching ODE, 1..MAX_FLOW_STEPS
+    streaming: bool = False  # rendered chunk by chunk as the official streaming path (tts_core.streaming.schedule)
 
     def __post_init__(self) -> None:
         check_dtype(self.dtype)
         check_int("flow_steps", self.flow_steps, 1, MAX_FLOW_STEPS)
+        if not isinstance(self.streaming, bool):
+            raise ValueError(f"streaming must be True or False, got {self.streaming!r}")
 
     @property
     def label(self) -> str:
-        """The canonical name, e.g. ``bfloat16-n5``; :meth:`parse` reads it back."""
-        return f"{self.dtype}-n{self.flow_steps}"
+        """The canonical name, e.g. ``bfloat16-n5`` or ``bfloat16-n5-stream``; :meth:`parse` reads it back."""
+        return f"{self.dtype}-n{self.flow_steps}{STREAM_SUFFIX if self.streaming else ''}"
 
     @classmethod
     def parse(cls, text: str) -> ConfigId:
-        """The identity named by ``text``: a label ``DTYPE-nSTEPS``, case and surrounding spaces
-        ignored, ``fp32``/``fp16``/``bf16`` accepted for the dtype; ValueError showing the form."""
+        """The identity named by ``text``: a label ``DTYPE-nSTEPS`` or ``DTYPE-nSTEPS-stream``, case
+        and surrounding spaces ignored, ``fp32``/``fp16``/``bf16`` accepted for the dtype; ValueError
+        showing the form otherwise."""
         raw = str(text).strip().lower()
         match = _LABEL.match(raw)
         dtype = DTYPE_ALIASES.get(match["dtype"], match["dtype"]) if match else ""
         if not match or dtype not in DTYPE_NAMES or not 1 <= int(match["steps"]) <= MAX_FLOW_STEPS:
             raise ValueError(
                 f"{text!r} is not a configuration label like {LABEL_EXAMPLE!r} "
-                f"(DTYPE-nSTEPS, DTYPE one of {list(DTYPE_NAMES)}, STEPS 1..{MAX_FLOW_STEPS})"
+                f"(DTYPE-nSTEPS[-stream], DTYPE one of {list(DTYPE_NAMES)}, STEPS 1..{MAX_FLOW_STEPS})"
             )
-        return cls(dtype=dtype, flow_steps=int(match["steps"]))
+        return cls(dtype=dtype, flow_steps=int(match["steps"]), streaming=match["stream"] is not None)

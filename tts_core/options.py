@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config_id import DTYPE_NAMES, MAX_FLOW_STEPS, ConfigId, check_int
+from tts_core.config_id import DTYPE_NAMES, MAX_FLOW_STEPS, ConfigId, check_int
 
 # The single place that maps a dtype name to a torch dtype.
 DTYPES: dict[str, torch.dtype] = {
@@ -56,6 +56,7 @@ class SynthesisOptions:
     min_token_text_ratio: float = 2.0  # min speech tokens per text token (official 2)
     max_token_text_ratio: float = 20.0  # max speech tokens per text token (official 20)
     fixed_tokens: int | None = None  # benchmarks: emit exactly this many tokens, ignoring stop tokens
+    streaming: bool = False  # render chunk by chunk as the official stream=True does (tts_core.streaming.schedule)
 
     def __post_init__(self) -> None:
         check_int("flow_steps", self.flow_steps, 1, MAX_FLOW_STEPS)
@@ -72,6 +73,13 @@ class SynthesisOptions:
             raise ValueError("max_token_text_ratio must not be below min_token_text_ratio")
         if self.fixed_tokens is not None:
             check_int("fixed_tokens", self.fixed_tokens, 1, MAX_FIXED_TOKENS)
+        if not isinstance(self.streaming, bool):
+            raise ValueError(f"streaming must be True or False, got {self.streaming!r}")
+        if self.streaming and self.speed != 1.0:
+            # As officially: a speed change stretches the whole mel, which chunks cannot do.
+            raise ValueError(
+                f"speed must be 1.0 when streaming (got {self.speed}): streamed chunks cannot be re-timed"
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -84,9 +92,9 @@ class SynthesisOptions:
     @property
     def config(self) -> ConfigId:
         """The configuration identity these options render (what a listening test compares)."""
-        return ConfigId(dtype=self.dtype, flow_steps=self.flow_steps)
+        return ConfigId(dtype=self.dtype, flow_steps=self.flow_steps, streaming=self.streaming)
 
     def with_config(self, config: ConfigId) -> SynthesisOptions:
         """These options (seed, sampling, ...) rendering ``config``: the one place that turns a
         configuration identity into synthesis options."""
-        return self.replace(dtype=config.dtype, flow_steps=config.flow_steps)
+        return self.replace(dtype=config.dtype, flow_steps=config.flow_steps, streaming=config.streaming)

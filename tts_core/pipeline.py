@@ -13,24 +13,27 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config_id import ConfigId
-from .constants import MAX_TEXT_CHARS, N_MELS, SPEAKER_EMBEDDING_DIM
-from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
-from .estimators import BACKEND_CHOICES
-from .frontend import SpeechFrontend
-from .loading import LoadedModels, load_models
-from .model_dir import ModelDir, resolve_source, weights_digest
-from .options import SynthesisOptions
-from .prompt import PromptFeatures
-from .results import GeneratedTokens, OneTimeWork, SynthesisResult, Timings
-from .runtime import ModelCopies
-from .text import TextTokenizer
-from .text_normalize import detect_language, normalize_text, split_sentences
+from tts_core.config_id import ConfigId
+from tts_core.constants import MAX_TEXT_CHARS, N_MELS, SPEAKER_EMBEDDING_DIM
+from tts_core.devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
+from tts_core.flow.selection import BACKEND_CHOICES
+from tts_core.frontend.prompt import PromptFeatures
+from tts_core.frontend.speech_frontend import SpeechFrontend
+from tts_core.frontend.text_normalize import detect_language, normalize_text, split_sentences
+from tts_core.frontend.tokenizer import TextTokenizer
+from tts_core.model.loading import LoadedModels, load_models
+from tts_core.model.model_dir import ModelDir, resolve_source, weights_digest
+from tts_core.options import SynthesisOptions
+from tts_core.results import GeneratedTokens, OneTimeWork, SynthesisResult, Timings
+from tts_core.runtime import DtypeModels, ModelCopies
+from tts_core.streaming.render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
+from tts_core.streaming.session import StreamJob, SynthesisStream
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +211,18 @@ class Pipeline:
         tokens: GeneratedTokens | torch.Tensor | Sequence[torch.Tensor],
         prompt: PromptFeatures,
         options: SynthesisOptions,
+        excitation: ExcitationSource | None = None,
     ) -> SynthesisResult:
-        """Render speech tokens with the flow settings of ``options`` (flow_steps, dtype, speed).
+        """Render speech tokens with the flow settings of ``options`` (flow_steps, dtype, speed,
+        streaming).
 
         Render the same ``GeneratedTokens`` twice with different options to compare flow settings
         on identical tokens. The result's LLM time is that of ``tokens`` when it is GeneratedTokens.
+        ``options.streaming`` renders them chunk by chunk as the official streaming path does
+        (:mod:`tts_core.streaming.schedule`) and lists the chunks in ``result.stream``.
+        ``excitation``: a test seam; the vocoder's excitation per vocoder call (e.g. a
+        :class:`~tts_core.streaming.render.RecordedExcitation` of the official run) instead of fresh
+        draws seeded by ``options.seed``.
         """
         segments, llm_seconds, warnings = self._token_segments(tokens)
         llm_backend = tokens.llm_backend if isinstance(tokens, GeneratedTokens) else "none"
@@ -220,19 +230,26 @@ class Pipeline:
         if warning:
             warnings.append(warning)
             log.warning(warning)
+        one_time = list(tokens.one_time) if isinstance(tokens, GeneratedTokens) else []
+        if options.streaming:
+            llm = (llm_seconds, llm_backend)
+            return self._stream_tokens(
+                segments, prompt, options, excitation, dtype_ran, llm, warnings, one_time
+            )
         dev = self._device.torch
         p_tokens = prompt.speech_tokens.to(dev).unsqueeze(0)
         p_mel = prompt.mel.to(dev).unsqueeze(0)
         p_emb = prompt.embedding.to(dev).unsqueeze(0)
-        generator = torch.Generator(device=dev).manual_seed(options.seed)
+        if excitation is None:
+            generator = torch.Generator(device=dev).manual_seed(options.seed)
+            excitation = DrawnExcitation(self._models.hift, generator)
         mels, audio = [], []
         flow_s = vocoder_s = 0.0
-        one_time = list(tokens.one_time) if isinstance(tokens, GeneratedTokens) else []
         with self._lock:
             one_time.append(self._copies.ensure(dtype_ran))
             models = self._copies.get(dtype_ran)
             flow, backend = models.flow, models.flow_backend
-            for seg in segments:
+            for index, seg in enumerate(segments):
                 # A graph capture for a new length or step count is paid here, outside the timing.
                 one_time.append(backend.prepare(p_tokens.shape[1] + seg.numel(), options.flow_steps))
                 synchronize(dev)
@@ -246,7 +263,7 @@ class Pipeline:
                 synchronize(dev)
                 t1 = time.perf_counter()
                 with tf32_convolutions(self._device):
-                    wav = self._models.hift(mel.float(), generator)
+                    wav = vocode(self._models.hift, mel.float(), excitation, index)
                 synchronize(dev)
                 t2 = time.perf_counter()
                 flow_s += t1 - t0
@@ -265,6 +282,64 @@ class Pipeline:
             device=self._device.label,
             warnings=tuple(warnings),
             one_time=tuple(w for w in one_time if w is not None),
+        )
+
+    def _stream_tokens(
+        self,
+        segments: list[torch.Tensor],
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+        excitation: ExcitationSource | None,
+        dtype_ran: str,
+        llm: tuple[float, str],
+        warnings: list[str],
+        one_time: list[OneTimeWork | None],
+    ) -> SynthesisResult:
+        """``tokens_to_audio`` with ``options.streaming``: every call of the schedule, in order.
+
+        llm: (seconds, decoder) of the LLM run that made the tokens; one_time: what it paid.
+        """
+        with self._lock:
+            one_time.append(self._copies.ensure(dtype_ran))
+            models = self._copies.get(dtype_ran)
+            synchronize(self._device.torch)
+            start = time.perf_counter()
+            renderer = self._renderer(models, prompt, options, excitation, start)
+            renderer.render_tokens(segments)
+            wall = time.perf_counter() - start
+        return renderer.result(
+            speech_tokens=tuple(segments),
+            options=options,
+            dtype_ran=dtype_ran,
+            llm=llm,
+            warnings=tuple(warnings),
+            wall_seconds=llm[0] + wall,
+            llm_overlapped=False,
+            one_time=tuple(w for w in one_time if w is not None),
+        )
+
+    def _renderer(
+        self,
+        models: DtypeModels,
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+        excitation: ExcitationSource | None,
+        request_start: float,
+    ) -> ChunkRenderer:
+        dev = self._device.torch
+        if excitation is None:
+            generator = torch.Generator(device=dev).manual_seed(options.seed)
+            excitation = DrawnExcitation(self._models.hift, generator)
+        return ChunkRenderer(
+            models.flow,
+            models.flow_backend,
+            models.chunk_backend,
+            self._models.hift,
+            self._device,
+            PromptTensors.of(prompt, dev),
+            options.flow_steps,
+            excitation,
+            request_start,
         )
 
     def _token_segments(self, tokens) -> tuple[list[torch.Tensor], float, list[str]]:
@@ -297,7 +372,19 @@ class Pipeline:
         options: SynthesisOptions,
         progress: Progress | None = None,
     ) -> SynthesisResult:
-        """Text -> audio with one set of options (LLM and flow in ``options.dtype``)."""
+        """Text -> audio with one set of options (LLM and flow in ``options.dtype``).
+
+        With ``options.streaming`` this is :meth:`stream` run to the end: the result records the
+        chunks and the first-chunk latency of a real stream (the LLM decoding while chunks render).
+        """
+        if options.streaming:
+            stream = self.stream(text, prompt, options)
+            for number, _ in enumerate(stream, start=1):
+                if progress:  # the total is not known until the LLM stops
+                    progress(0.5, f"streamed {number} chunk{'s' if number > 1 else ''}")
+            if progress:
+                progress(1.0, "done")
+            return stream.result
         if progress:
             progress(0.0, "generating speech tokens")
         tokens = self.generate_tokens(text, prompt, options)
@@ -308,15 +395,53 @@ class Pipeline:
             progress(1.0, "done")
         return result
 
+    def stream(
+        self, text: str | Sequence[int], prompt: PromptFeatures, options: SynthesisOptions
+    ) -> SynthesisStream:
+        """Text -> audio chunks as they are ready, while the LLM keeps decoding.
+
+        ``options.streaming`` must be True. Iterate over the returned stream for
+        :class:`~tts_core.streaming.session.AudioChunk` items, then read ``stream.result``: the stitched
+        audio (the same as ``tokens_to_audio`` of the same tokens with these options), the chunks,
+        ``first_chunk_latency`` (request start -> first chunk on the host, device synchronised) and
+        ``stream.chunk_intervals``. Text problems raise ValueError here, before any work.
+        """
+        if not options.streaming:
+            raise ValueError("stream() renders streamed audio: pass options with streaming=True")
+        segments_ids, _ = self._segment_text(text)
+        dtype_ran, warning = resolve_dtype(self._device, options.dtype)
+        if warning:
+            log.warning(warning)
+        with self._lock:
+            copy_work = self._copies.ensure(dtype_ran)
+            models = self._copies.get(dtype_ran)
+        job = StreamJob(
+            segments=tuple(segments_ids),
+            prompt=prompt,
+            options=options,
+            dtype_ran=dtype_ran,
+            models=models,
+            make_renderer=partial(self._renderer, models, prompt, options, None),
+            device=self._device,
+            lock=self._lock,
+            warnings=(warning,) if warning else (),
+            one_time=(copy_work,) if copy_work is not None else (),
+        )
+        return SynthesisStream(job)
+
     def warmup(
-        self, configs: Sequence[ConfigId], max_tokens: int = WARMUP_MAX_TOKENS, progress: Progress | None = None
+        self,
+        configs: Sequence[ConfigId],
+        max_tokens: int = WARMUP_MAX_TOKENS,
+        progress: Progress | None = None,
     ) -> WarmupReport:
         """Pay every one-time cost the listed configurations will meet, now, before serving.
 
         Per dtype: the dtype copy, the LLM decoder's compilation and graph capture for the KV
         capacities of WARMUP_TEXT_TOKENS, the vocoder's kernels; per configuration: the flow graph
-        of every length bucket up to ``max_tokens`` (prompt + new tokens). A request beyond that is
-        prepared on first use, and its one-time work is reported apart from its timings.
+        of every length bucket up to ``max_tokens`` (prompt + new tokens), and for a streaming
+        configuration the chunk graphs of those buckets too. A request beyond that is prepared on
+        first use, and its one-time work is reported apart from its timings.
         """
         dev = self._device.torch
         held_before = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
@@ -337,9 +462,12 @@ class Pipeline:
                 dtypes.remove(config.dtype)
                 work += self._warm_llm_and_vocoder(config, prompt)
             dtype_ran, _ = resolve_dtype(self._device, config.dtype)
-            backend = self._copies.get(dtype_ran).flow_backend
+            copy_ = self._copies.get(dtype_ran)
             with self._lock:
-                work += [backend.prepare(n, config.flow_steps) for n in range(1, max_tokens + 1)]
+                work += [copy_.flow_backend.prepare(n, config.flow_steps) for n in range(1, max_tokens + 1)]
+                if config.streaming:  # chunk calls hold 3 look-ahead tokens, so they have more than 3
+                    chunked = copy_.chunk_backend
+                    work += [chunked.prepare_chunk(n, config.flow_steps) for n in range(4, max_tokens + 1)]
         synchronize(dev)
         held_after = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
         return WarmupReport(

@@ -11,20 +11,22 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .devices import DeviceInfo, synchronize
-from .estimators import FlowBackend, select_estimator_backend
-from .flow import FlowModel
-from .llm import SpeechLM
-from .llm_static import StaticDecoder
-from .loading import LoadedModels
-from .options import SynthesisOptions, torch_dtype
-from .results import OneTimeWork
+from tts_core.devices import DeviceInfo, synchronize
+from tts_core.flow.backends import ChunkFlowBackend, FlowBackend
+from tts_core.flow.model import FlowModel
+from tts_core.flow.selection import select_estimator_backend
+from tts_core.llm.speech_lm import SpeechLM
+from tts_core.llm.static_decoder import StaticDecoder
+from tts_core.model.loading import LoadedModels
+from tts_core.options import SynthesisOptions, torch_dtype
+from tts_core.results import OneTimeWork
+from tts_core.streaming.render import select_chunk_backend
 
 LLM_BACKENDS = ("auto", "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton")
 _STEP_KIND = {"cuda-graph": "torch", "cuda-graph-compiled": "compiled", "cuda-graph-triton": "triton"}
@@ -51,6 +53,8 @@ class DtypeModels:
     prepare_llm: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SynthesisOptions], OneTimeWork | None]
     llm_backend: str  # one of LLM_BACKENDS other than "auto"
     flow_backend: FlowBackend
+    generate_pieces: Callable[..., Iterator[torch.Tensor]]  # SpeechLM.generate_pieces's signature
+    chunk_backend: ChunkFlowBackend  # non-final streaming calls (tts_core.streaming.schedule)
 
 
 def _eager_needs_nothing(*_inputs: object) -> OneTimeWork | None:
@@ -108,14 +112,24 @@ class ModelCopies:
             flow = copy.deepcopy(self._models.flow).to(target)
         llm_backend = self._resolve_llm_backend(dtype, llm)
         if llm_backend == "eager":
-            generate, prepare = llm.generate, _eager_needs_nothing
+            decoder, prepare = llm, _eager_needs_nothing
         else:
             decoder = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend])
-            generate, prepare = decoder.generate, decoder.prepare
+            prepare = decoder.prepare
         backend = select_estimator_backend(
             flow, self._device.torch, self._flow_backend, self._estimator_onnx, None
         )
-        return DtypeModels(dtype, llm, flow, generate, prepare, llm_backend, backend)
+        return DtypeModels(
+            dtype,
+            llm,
+            flow,
+            decoder.generate,
+            prepare,
+            llm_backend,
+            backend,
+            decoder.generate_pieces,
+            select_chunk_backend(flow, backend),
+        )
 
     def _resolve_llm_backend(self, dtype: str, llm: SpeechLM) -> str:
         """What "auto" means for one dtype; explicit choices are kept.
@@ -130,7 +144,7 @@ class ModelCopies:
         if not self._device.is_cuda:
             return "eager"
         if dtype != "float32" and triton_missing() is None:
-            from .triton_backbone import triton_supports
+            from tts_core.llm.triton_backbone import triton_supports
 
             if triton_supports(llm.backbone) is None:
                 return "cuda-graph-triton"
