@@ -13,7 +13,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from abapp.access import AdminAccess
 from eval.ratings import RatingsFileError, RatingsStore
 from eval.trials import PromptAsset, TextItem
+from tts_core.lru import LruCache
 
 if TYPE_CHECKING:
     from abapp.blind_runner import BlindTestRunner
@@ -46,20 +46,16 @@ class PromptCache:
     """Prepared :class:`PromptFeatures` by content digest (bounded, thread-safe, process-wide)."""
 
     def __init__(self, size: int = PROMPT_CACHE_SIZE) -> None:
-        self._size = size
-        self._items: OrderedDict[str, PromptFeatures] = OrderedDict()
+        self._items: LruCache[str, PromptFeatures] = LruCache(size)
         self._lock = threading.Lock()
 
     def get_or_make(self, digest: str, make: Callable[[], PromptFeatures]) -> PromptFeatures:
         with self._lock:
-            if digest in self._items:
-                self._items.move_to_end(digest)
-                return self._items[digest]
-        features = make()  # outside the lock: the pipeline serialises device work itself
-        with self._lock:
-            self._items[digest] = features
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            features = self._items.get(digest)
+        if features is None:
+            features = make()  # outside the lock: the pipeline serialises device work itself
+            with self._lock:
+                self._items.put(digest, features)
         return features
 
 

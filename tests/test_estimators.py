@@ -22,7 +22,6 @@ from tts_core.flow.conformer import EncoderConfig
 from tts_core.flow.cuda_graph import (
     MIN_BUCKET_TOKENS,
     CudaGraphFlow,
-    LruCache,
     bucket_tokens,
     encode_padded,
     padded_flow_mel,
@@ -30,6 +29,7 @@ from tts_core.flow.cuda_graph import (
 from tts_core.flow.estimator_net import EstimatorConfig
 from tts_core.flow.model import FlowConfig, FlowModel
 from tts_core.flow.selection import select_estimator_backend
+from tts_core.lru import LruCache
 from tts_core.model.yaml_config import read_yaml
 
 FP32_ATOL = 1e-4  # as test_flow_parity.py: a faithful fp32 implementation lands near 5e-6

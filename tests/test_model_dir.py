@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tts_core import load_pipeline
-from tts_core.model import model_dir
 from tts_core.config_id import ConfigId
+from tts_core.model import model_dir
 from tts_core.model.factory import write_random_model
 
 

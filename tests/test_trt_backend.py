@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tts_core.flow.estimator_net import CausalConditionalDecoder, EstimatorConfig
 from tts_core.flow import tensorrt as trt_backend
+from tts_core.flow.estimator_net import CausalConditionalDecoder, EstimatorConfig
 from tts_core.flow.onnx_export import ONNX_INPUTS, ONNX_OUTPUT, example_inputs, export_estimator_onnx
 from tts_core.flow.tensorrt import (
     TRT_NOT_INSTALLED,

@@ -32,10 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +42,7 @@ from torch import Tensor
 from tts_core.flow.backends import EstimatorBackend, TorchEstimator
 from tts_core.flow.conformer import PRE_LOOKAHEAD_LEN, UPSAMPLE_STRIDE, chunk_attention_mask
 from tts_core.flow.model import FlowModel
+from tts_core.lru import LruCache
 from tts_core.results import OneTimeWork
 
 log = logging.getLogger(__name__)
@@ -55,8 +54,6 @@ BUCKET_PADDING_BITS = 3  # beyond 8 quanta, quantum = 2^(bits(n)-1-3): padding <
 # streaming adds about one chunk graph per call of a request (per step count).
 DEFAULT_MAX_GRAPHS = 128
 
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 def bucket_tokens(n_tokens: int, limit: int) -> int:
@@ -70,38 +67,6 @@ def bucket_tokens(n_tokens: int, limit: int) -> int:
         raise ValueError(f"n_tokens must be in 1..{limit}, got {n_tokens}")
     quantum = max(MIN_BUCKET_TOKENS, 1 << max(0, n_tokens.bit_length() - 1 - BUCKET_PADDING_BITS))
     return min(-(-n_tokens // quantum) * quantum, limit)
-
-
-class LruCache(Generic[K, V]):
-    """At most ``max_items`` entries; ``get`` marks an entry used, ``put`` drops the stalest."""
-
-    def __init__(self, max_items: int) -> None:
-        if max_items < 1:
-            raise ValueError(f"max_items must be >= 1, got {max_items}")
-        self.max_items = max_items
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> list[K]:
-        """Insert (or refresh) ``key``; returns the keys evicted to stay within max_items."""
-        self._items[key] = value
-        self._items.move_to_end(key)
-        evicted = []
-        while len(self._items) > self.max_items:
-            evicted.append(self._items.popitem(last=False)[0])
-        return evicted
-
-    def keys(self) -> list[K]:
-        """Oldest first."""
-        return list(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 def encode_padded(

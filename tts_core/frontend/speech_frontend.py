@@ -108,11 +108,6 @@ class SpeechFrontend:
                 self.campplus_path, CAMPPLUS_FILE, ["CPUExecutionProvider"], _CAMPPLUS_INPUTS
             )
 
-    @property
-    def tokenizer_provider(self) -> str | None:
-        """The execution provider the speech tokenizer actually runs on (None when not loaded)."""
-        return None if self._tokenizer is None else self._tokenizer.get_providers()[0]
-
     def _require(self, session: ort.InferenceSession | None, filename: str) -> ort.InferenceSession:
         if session is None:
             raise RuntimeError(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ from tts_core.devices import synchronize
 from tts_core.llm.qwen2 import KVCache, apply_rotary
 from tts_core.llm.sampling import SamplingParams, draw_uniforms, ras_sample
 from tts_core.llm.speech_lm import SpeechLM, decode_plan, first_stop, join_pieces
+from tts_core.lru import LruCache
 from tts_core.options import SynthesisOptions
 from tts_core.results import OneTimeWork
 
@@ -260,7 +260,7 @@ class StaticDecoder:
             if step_kind == "compiled"
             else _decode_step
         )
-        self._states: OrderedDict[tuple[int, int, int], _DecodeState] = OrderedDict()
+        self._states: LruCache[tuple[int, int, int], _DecodeState] = LruCache(MAX_STATES)
 
     def _step(self, st: _DecodeState, params: SamplingParams) -> None:
         """One decode step: sample the token at st.step, feed it, advance pos and step."""
@@ -285,7 +285,7 @@ class StaticDecoder:
         # prefill = sos + prompt text + text + task id + prompt speech (see prefill_embeddings)
         n_prefill = 2 + prompt_text_ids.numel() + text_ids.numel() + prompt_speech_tokens.numel()
         capacity = _capacity(n_prefill, plan.max_len)
-        if (capacity, plan.sampling.win_size, plan.sampling.top_k) in self._states:
+        if self._states.get((capacity, plan.sampling.win_size, plan.sampling.top_k)) is not None:
             return None
         device = self.lm.llm_decoder.weight.device
         synchronize(device)
@@ -300,14 +300,11 @@ class StaticDecoder:
         key = (capacity, params.win_size, params.top_k)
         st = self._states.get(key)
         if st is not None:
-            self._states.move_to_end(key)
             return st
         st = _new_state(self.lm, capacity, params.win_size)
         if self.use_graphs:
             self._capture(st, params)
-        self._states[key] = st
-        while len(self._states) > MAX_STATES:
-            self._states.popitem(last=False)
+        self._states.put(key, st)
         return st
 
     def _capture(self, st: _DecodeState, params: SamplingParams) -> None:

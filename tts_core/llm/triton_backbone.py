@@ -17,8 +17,8 @@ import torch
 import triton
 from torch import Tensor
 
-from tts_core.llm.qwen2 import KVCache, Qwen2Model
 from tts_core.llm import decode_kernels as kernels
+from tts_core.llm.qwen2 import KVCache, Qwen2Model
 
 
 @dataclass(frozen=True)

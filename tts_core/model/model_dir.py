@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import logging
 import os
 import socket
@@ -285,13 +284,3 @@ def resolve_source(source: str | os.PathLike[str]) -> ModelDir:
         f"{text!r} is neither a model directory nor a hub id like 'iic/CosyVoice2-0.5B' (ModelScope) "
         "or 'FunAudioLLM/CosyVoice2-0.5B' (Hugging Face)"
     )
-
-
-def read_random_meta(md: ModelDir) -> dict[str, Any] | None:
-    path = md.root / RANDOM_MODEL_META
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return {}
