@@ -190,6 +190,7 @@ def expect_error(page, pattern: str) -> None:
     assert "Traceback" not in page.inner_text("body")
     for close in page.locator(".toast-close").all():
         close.click()
+    page.wait_for_function("() => !document.querySelector('.toast-body')", timeout=30_000)  # gone, not fading
 
 
 def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
