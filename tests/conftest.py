@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from eval.trials import load_prompts, load_texts
+
 # Parity tests read the official reference vectors from here; override with this variable.
 REFERENCE_ENV = "COSYVOICE2_REFERENCE_DIR"
 
@@ -40,6 +42,18 @@ def load_ref(reference_dir: Path):
         return np.load(reference_dir / "tiny" / case / f"{name}.npy")
 
     return _load
+
+
+@pytest.fixture(scope="session")
+def texts():
+    """The shipped test sentences by id (assets/texts/sentences.json)."""
+    return load_texts()
+
+
+@pytest.fixture(scope="session")
+def prompts():
+    """The shipped voice prompts by id (assets/prompts/manifest.json)."""
+    return load_prompts()
 
 
 def judgement(trial_id: str, listener: str = "alice", text: str = "Hello, world.") -> dict[str, object]:

@@ -32,20 +32,10 @@ from eval.external_manifest import MANIFEST_NAME
 from eval.plan_clips import import_external, plan_clip_keys
 from eval.ratings_io import read_ratings
 from eval.ratings_schema import COLUMNS
-from eval.trials import assign_trials, load_prompts, load_texts, plan_from_dict
+from eval.trials import assign_trials, plan_from_dict
 from tests.conftest import judgement
 
 RATE = 24_000
-
-
-@pytest.fixture(scope="module")
-def texts():
-    return load_texts()
-
-
-@pytest.fixture(scope="module")
-def prompts():
-    return load_prompts()
 
 
 def plan_doc(**changes) -> dict:

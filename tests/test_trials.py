@@ -14,22 +14,12 @@ import torch
 
 from eval.clipbank import ClipBank, build_bank, clip_key
 from eval.ratings import RatingsStore
-from eval.trials import assign_trials, load_plan, load_prompts, load_texts, next_trial, plan_from_dict
+from eval.trials import assign_trials, load_plan, next_trial, plan_from_dict
 from tts_core.options import SynthesisOptions
 from tts_core.results import GeneratedTokens, SynthesisResult, Timings
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANS = ROOT / "assets" / "plans"
-
-
-@pytest.fixture(scope="module")
-def texts():
-    return load_texts()
-
-
-@pytest.fixture(scope="module")
-def prompts():
-    return load_prompts()
 
 
 def small_plan(**changes) -> dict:
