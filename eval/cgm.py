@@ -1,5 +1,10 @@
 """Analytic two-way cluster-robust variance of a mean (Cameron, Gelbach & Miller 2011).
 
+This is the plain form, ``method="cgm"`` of eval.stats. The default method, ``"cluster-t"``, uses
+the same decomposition with small-sample corrections (eval/cluster_t.py: jackknife cluster sums,
+V_cell without the listener and text spread, df from a working model) and a skewness-corrected
+one-sided bound (eval/verdict_bounds.py); docs/verdict-validation.md compares them.
+
 Ratings are clustered twice over: by listener and by text. For an estimator that is a weighted mean
 of the ratings, theta = sum_i w_i y_i, write its influence contributions
 ``psi_i = w_i * (y_i - mean of y_i's group)`` (for a plain mean of N ratings, psi_i = (y_i - ybar) / N).

@@ -245,6 +245,8 @@ def _bootstrap_chunk(
                 method=stats.METHOD_BOOTSTRAP,
             )
             tally.passed += result.verdict == stats.VERDICT_PASS
+        if design.n_listeners < stats.MIN_LISTENERS or design.n_texts < stats.MIN_TEXTS:
+            continue  # no MOS interval is shown (eval.stats)
         for y, truth, attr in ((y_b[i], mos[0], "cover_b"), (y_v[i], mos[1], "cover_v")):
             ci = stats.cluster_bootstrap_mean(y, l_ids, t_ids, rng=rng, n_boot=SIM_N_BOOT)
             setattr(tally, attr, getattr(tally, attr) + int(ci.low <= truth <= ci.high))
@@ -260,7 +262,7 @@ def _simulate(
     rng = stats.derived_rng(seed, "tests", spec.name, f"{drop:.4f}")  # the same tests for every method
     mos = (spec.base_mos, spec.base_mos * (1 - drop))
     reason = stats.insufficient_reason(design.n_judgements, design.n_listeners, design.n_texts)
-    reason = reason if enforce_minimum else ""
+    reason = reason if enforce_minimum or method == stats.METHOD_BOOTSTRAP else ""  # stats enforces it
     tally, start = _Tally(), 0
     rule = stats.ANALYTIC_RULES.get(method)
     estimators = _Estimators.build(design, rule) if rule is not None else None
@@ -280,7 +282,7 @@ def run_design(spec: DesignSpec, method: str, options: SimulationOptions) -> Met
     """Level and coverage with options.tests_for(method) tests, power with POWER_SHARE of them."""
     design, seed, replicates = spec.build(options.seed), options.seed, options.tests_for(method)
     reason = stats.insufficient_reason(design.n_judgements, design.n_listeners, design.n_texts)
-    reason = reason if options.enforce_minimum else ""
+    reason = reason if options.enforce_minimum or method == stats.METHOD_BOOTSTRAP else ""
     at_margin = _simulate(spec, design, method, MARGIN, replicates, seed, options.enforce_minimum)
     n_power = max(1, int(replicates * POWER_SHARE))
     power = {
@@ -478,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ignore-minimum",
         action="store_true",
-        help="give verdicts below the minimum of listeners and texts too (what the minimum prevents)",
+        help="analytic methods: give verdicts below the minimum of listeners and texts too (what the "
+        "minimum prevents; the bootstrap goes through eval.stats, which always applies it)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write every number as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="write the tables as markdown")
