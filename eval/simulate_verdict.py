@@ -2,25 +2,28 @@
 
     python -m eval.simulate_verdict --replicates 10000 --seed 0 --designs all \\
         --methods cluster-t cgm bootstrap --bootstrap-replicates 2000 \\
-        --json docs/verdict-validation.json --markdown docs/verdict-validation-table.md
+        --planner-check --json docs/verdict-validation.json --markdown TABLES.md
 
 For every design (eval/listening_model.py: latent normal listener, text, listener x configuration,
 text x configuration and residual effects, rounded and clipped to 1..5) it simulates R paired
 tests at a true drop equal to the margin (the boundary of the null hypothesis) and reports, per
 method, the share of "pass" verdicts (the one-sided level; Clopper-Pearson 95% interval), the
 coverage of the baseline's and the tested configuration's MOS intervals, and the power at true
-drops of 0% and 2%. The analytic methods run on all R tests at once through eval/cluster_t.py,
+drops of 0% and 2%. The analytic methods run on all R tests at once through eval/verdict_bounds.py,
 the arithmetic that eval.stats (and so eval.report and the Results tab) uses; the bootstrap runs
 eval.stats.noninferiority_test one test at a time on the first ``--bootstrap-replicates`` tests.
 Every method sees the same simulated tests. ``--planner-check`` also plans sample sizes with
 eval.planner and simulates the recommended designs (power at the planned drop, level at the margin).
-This is a measurement, not a unit test: tests/test_simulate_verdict.py runs a reduced version.
+``--ignore-minimum`` shows what the minimum of 5 listeners and texts prevents. This is a
+measurement, not a unit test: tests/test_verdict.py runs a reduced version; the results are in
+docs/verdict-validation.md (about a minute for the analytic methods, half an hour with the bootstrap).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -182,7 +185,7 @@ class _Tally:
 
 
 @dataclass(frozen=True, eq=False)
-class _Estimators:
+class DesignEstimators:
     """The report's two estimators on one design, with their working-model traces."""
 
     mos: cluster_t.LinearEstimator  # a configuration's MOS over the design's judgements
@@ -191,18 +194,25 @@ class _Estimators:
     contrast_traces: working_model.WorkingTraces | None
 
     @classmethod
-    def build(cls, design: PairedDesign, rule: verdict_bounds.BoundRule) -> _Estimators:
+    def build(cls, design: PairedDesign, rule: verdict_bounds.BoundRule) -> DesignEstimators:
         single = cluster_t.ClusterDesign.from_codes(design.listener, design.text)
         paired = cluster_t.ClusterDesign.paired(design.listener, design.text)
         mos = cluster_t.LinearEstimator.mean(single)
         contrast = cluster_t.LinearEstimator.contrast(paired, design.n_judgements, 1 - MARGIN)
-        if not rule.small_sample or min(single.n_listeners, single.n_texts) < stats.MIN_LISTENERS:
+        if not rule.small_sample or min(single.n_listeners, single.n_texts) < cluster_t.MIN_VARIANCE_CLUSTERS:
             return cls(mos, contrast, None, None)
         return cls(mos, contrast, working_model.working_traces(mos), working_model.working_traces(contrast))
 
 
 def _analytic_chunk(
-    method, y_v, y_b, est: _Estimators, mos: tuple[float, float], tally: _Tally, verdict_ok: bool
+    method,
+    y_v,
+    y_b,
+    est: DesignEstimators,
+    mos: tuple[float, float],
+    tally: _Tally,
+    verdict_ok: bool,
+    min_interval_clusters: int,
 ):
     """Add one batch (R, N) of simulated tests to the tally, through eval.verdict_bounds."""
     rule = stats.ANALYTIC_RULES[method]
@@ -218,7 +228,7 @@ def _analytic_chunk(
         )
         tally.passed += int(bounds.passed.sum())
     design = est.mos.design
-    if design.n_listeners >= stats.MIN_LISTENERS and design.n_texts >= stats.MIN_TEXTS:
+    if min(design.n_listeners, design.n_texts) >= min_interval_clusters:
         for y, truth, attr in ((y_b, mos[0], "cover_b"), (y_v, mos[1], "cover_v")):
             _, low, high = verdict_bounds.mean_intervals(y, est.mos, stats.CONFIDENCE, rule, est.mos_traces)
             setattr(tally, attr, getattr(tally, attr) + int(((low <= truth) & (truth <= high)).sum()))
@@ -265,7 +275,7 @@ def _simulate(
     reason = reason if enforce_minimum or method == stats.METHOD_BOOTSTRAP else ""  # stats enforces it
     tally, start = _Tally(), 0
     rule = stats.ANALYTIC_RULES.get(method)
-    estimators = _Estimators.build(design, rule) if rule is not None else None
+    estimators = DesignEstimators.build(design, rule) if rule is not None else None
     for size in _chunks(n):
         y_v, y_b = simulate_tests(
             spec.components, design, base_mos=spec.base_mos, true_drop=drop, n_tests=size, rng=rng
@@ -273,7 +283,9 @@ def _simulate(
         if method == stats.METHOD_BOOTSTRAP:
             _bootstrap_chunk(y_v, y_b, design, mos, tally, not reason, seed, start)
         else:
-            _analytic_chunk(method, y_v, y_b, estimators, mos, tally, not reason)
+            # Without the minimum, MOS intervals down to 2 listeners (what eval.stats does not show).
+            min_interval = stats.MIN_LISTENERS if enforce_minimum else cluster_t.MIN_VARIANCE_CLUSTERS
+            _analytic_chunk(method, y_v, y_b, estimators, mos, tally, not reason, min_interval)
         start += size
     return tally
 
@@ -509,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     checks = planner_check(options) if args.planner_check else []
-    command = "python -m eval.simulate_verdict " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m eval.simulate_verdict " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = f"Command: `{command}` (seed {args.seed}, {date.today().isoformat()})\n\n" + markdown_table(
         results
     )

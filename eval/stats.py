@@ -34,7 +34,7 @@ margin and MOS interval coverage in docs/verdict-validation.md (python -m eval.s
 
 Whatever the method, a comparison with fewer than :func:`min_clusters_for_verdict` listeners or
 texts (5 at 95%) gets the verdict "insufficient" with the reason: below that no method can hold
-its level without assuming a shape for the listener distribution (eval/cluster_t.py). Preference
+its level without assuming a shape for the listener distribution (eval/verdict_bounds.py). Preference
 shares and listener screening are in eval/screening.py.
 """
 
@@ -55,7 +55,8 @@ MIN_N_BOOT = 100
 QUANTILE_METHOD = "inverted_cdf"  # order statistic: the ratio and difference bounds agree exactly
 
 # Below these a MOS gets no clustered interval. With 2 listeners (or texts) a t interval has one
-# df (+-12.7 standard errors) and covered 98% in simulation (docs/verdict-validation.md): not shown.
+# df (+-12.7 standard errors) and over-covers (docs/verdict-validation.md, "What the minimum
+# prevents"): not shown.
 MIN_LISTENERS = 3
 MIN_TEXTS = 3
 MIN_JUDGEMENTS = 10  # paired judgements (or ratings of each configuration when unpaired)

@@ -179,7 +179,7 @@ def test_batched_simulation_path_equals_the_report():
     design = PairedDesign.with_dropout(7, 12, 0.5, rng)
     components = VarianceComponents(0.5, 0.3, 0.7, 0.4)
     y_v, y_b = simulate_tests(components, design, base_mos=4.0, true_drop=0.03, n_tests=3, rng=rng)
-    est = sim._Estimators.build(design, verdict_bounds.RULE_CLUSTER_T)
+    est = sim.DesignEstimators.build(design, verdict_bounds.RULE_CLUSTER_T)
     bounds = verdict_bounds.ratio_lower_bounds(
         y_v,
         y_b,
