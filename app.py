@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL_ID = "iic/CosyVoice2-0.5B"
+DEFAULT_MODEL_ID = "iic/CosyVoice2-0.5B"  # ModelScope
+SPACE_MODEL_ID = "FunAudioLLM/CosyVoice2-0.5B"  # the official Hugging Face Hub copy: a Space's default
+SPACE_ENV = "SPACE_ID"  # set by Hugging Face Spaces
 ADMIN_PASSWORD_ENV = "AB_ADMIN_PASSWORD"
 SPACE_PERSISTENT_DIR = Path("/data")  # mounted by Hugging Face Spaces with persistent storage
 SPACE_SUBDIR = "cosyvoice2-ab"
@@ -41,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model_dir", type=Path, help="an official-layout CosyVoice2 model directory")
-    source.add_argument("--model_id", default=None, help=f"ModelScope id (default {DEFAULT_MODEL_ID})")
+    source.add_argument(
+        "--model_id",
+        default=None,
+        help=f"hub id (default {DEFAULT_MODEL_ID}; on a Hugging Face Space {SPACE_MODEL_ID}): ids owned by 'iic' are ModelScope's, any other "
+        "owner/name is the Hugging Face Hub's (the official copy there: FunAudioLLM/CosyVoice2-0.5B); "
+        "'hf:ID' or 'modelscope:ID' names the hub explicitly",
+    )
     source.add_argument(
         "--demo", action="store_true", help="the built-in tiny random-weight model (not speech)"
     )
@@ -73,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 def load_model(args: argparse.Namespace):
     """The pipeline of the requested source; offline without an explicit source -> the demo model."""
     from tts_core import load_pipeline
-    from tts_core.factory import demo_model_dir
+    from tts_core.model.factory import demo_model_dir
 
     if args.demo:
         return load_pipeline(demo_model_dir(), device=args.device)
     if args.model_dir is not None:
         return load_pipeline(args.model_dir, device=args.device, require_frontend=True)
-    model_id = args.model_id or DEFAULT_MODEL_ID
+    model_id = args.model_id or (SPACE_MODEL_ID if os.environ.get(SPACE_ENV) else DEFAULT_MODEL_ID)
     try:
         return load_pipeline(model_id, device=args.device, require_frontend=True)
     except (ValueError, RuntimeError, OSError) as err:
@@ -87,6 +95,37 @@ def load_model(args: argparse.Namespace):
             raise
         log.warning("could not load %s (%s); falling back to the random-weight demo model", model_id, err)
         return load_pipeline(demo_model_dir(), device=args.device)
+
+
+def warmup_configs(dtypes, plan_configs) -> list:
+    """What the GPU warm-up prepares: every step count the UI offers by default (the playground's
+    presets and the active plan's configurations) in every dtype the device runs, streamed too
+    when one of them streams."""
+    from abapp.synthesis import PRESETS
+    from tts_core.config_id import ConfigId
+
+    offered = (*PRESETS.values(), *plan_configs)
+    steps = sorted({c.flow_steps for c in offered}, reverse=True)
+    streaming = sorted({c.streaming for c in offered})  # chunk graphs only when a plan streams
+    return [ConfigId(dtype, n, k) for dtype in dtypes for n in steps for k in streaming]
+
+
+def warm_up(pipeline, data_dir: Path) -> None:
+    """Pay graph capture and compilation before the UI serves, and say what it cost."""
+    from abapp.blind_runner import ACTIVE_PLAN_NAME
+    from eval.trials import load_plan
+
+    plan_file = data_dir / ACTIVE_PLAN_NAME
+    try:
+        plan_configs = load_plan(plan_file).configs if plan_file.is_file() else ()
+    except (ValueError, OSError) as err:  # the blind runner ignores such a plan too, with a warning
+        log.warning("warm-up: ignoring the saved plan %s (%s)", plan_file, err)
+        plan_configs = ()
+    configs = warmup_configs(pipeline.info.dtypes, plan_configs)
+    log.info("warming up the GPU paths for %s (--no-warmup skips this)", ", ".join(c.label for c in configs))
+    report = pipeline.warmup(configs, progress=lambda f, m: log.info("%3.0f%% %s", 100 * f, m))
+    log.info("%s", report.summary())
+    print(report.summary(), flush=True)
 
 
 def build_ui(pipeline, store, data_dir: Path, admin_password: str | None = None):
@@ -120,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if info.random_weights:
         log.warning("random-weight demo model: the audio is not speech")
     if info.device.startswith("cuda") and not args.no_warmup:
-        # Compile/capture the fast GPU paths now (about a minute per dtype on first start), so
-        # that no listener waits for them; the presets use all three dtypes.
-        log.info("warming up the GPU paths for %s", ", ".join(info.dtypes))
-        pipeline.warmup(info.dtypes, flow_steps=(5, 10))
+        warm_up(pipeline, data_dir)
 
     from abapp.ui import CSS
 

@@ -8,7 +8,6 @@ Clips reach the browser as neutral copies (``<random token>/audio.wav``), never 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,12 +17,21 @@ from abapp.context import AppContext, run_with_buttons_disabled, user_errors
 from abapp.ratings_ui import PREFERENCE_CHOICES_CLIPS, SCORE_CHOICES, save_rating
 from abapp.state import PairState, Side
 from eval.trials import TestPlan, Trial, load_plan, next_trial, plan_from_dict
-from tts_core.options import DTYPES
+from tts_core.config_id import ConfigId
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PLAN = ROOT / "assets" / "plans" / "example.json"
-CONFIG_CHOICES = ["float16-n10", "bfloat16-n5", "bfloat16-n10", "float16-n8", "float32-n10", "float32-n5"]
-CONFIG_LABEL = re.compile(r"^(?P<dtype>[a-z0-9]+)-n(?P<steps>\d+)$")
+CONFIG_CHOICES = [
+    c.label
+    for c in (
+        ConfigId("float16", 10),
+        ConfigId("bfloat16", 5),
+        ConfigId("bfloat16", 10),
+        ConfigId("float16", 8),
+        ConfigId("float32", 10),
+        ConfigId("float32", 5),
+    )
+]
 LOCKED_HINT = "Enter the admin password, then press **Refresh status**."
 START_HINT = "Set your listener id at the top, then press **Start / resume**."
 
@@ -38,28 +46,21 @@ class BlindSession:
     trial: Trial | None  # the trial on screen; None when all are rated
 
 
-def parse_configs(labels: list[str] | None, extra: str | None) -> list[dict]:
-    """Config dicts from checkbox labels plus free text like ``float32-n3, bfloat16-n7``."""
-    names = list(labels or []) + [x.strip() for x in (extra or "").replace(";", ",").split(",") if x.strip()]
-    configs = []
-    for name in dict.fromkeys(names):  # keeps order, drops repeats
-        match = CONFIG_LABEL.match(name)
-        if not match or match["dtype"] not in DTYPES:
-            raise ValueError(
-                f"configuration {name!r} is not like 'bfloat16-n5' (dtype {sorted(DTYPES)}, steps)"
-            )
-        configs.append({"dtype": match["dtype"], "flow_steps": int(match["steps"])})
-    return configs
+def parse_configs(labels: list[str] | None, extra: str | None) -> list[str]:
+    """Canonical labels from the checkboxes plus free text like ``float32-n3, bf16-n7`` (repeats dropped)."""
+    names = list(labels or []) + [x for x in (extra or "").replace(";", ",").split(",") if x.strip()]
+    return list(dict.fromkeys(ConfigId.parse(name).label for name in names))
 
 
-def _side(clip, config) -> Side:
+def _side(clip, config: ConfigId) -> Side:
     meta = clip.meta
     return Side(
-        config.flow_steps,
-        meta.get("dtype_ran", config.dtype),
-        meta.get("backend", "torch"),
-        int(meta["options"]["seed"]),
-        clip.key[:16],
+        config=config,
+        dtype_ran=meta["dtype_ran"],
+        backend=meta["backend"],
+        llm_backend=meta.get("llm_backend", "unrecorded"),  # clips made by the first release lack it
+        seed=int(meta["options"]["seed"]),
+        clip_id=clip.key[:16],
     )
 
 

@@ -13,12 +13,12 @@ from abapp.ratings_ui import PREFERENCE_CHOICES_AB, SCORE_CHOICES, save_rating
 from abapp.spectrogram import distances_markdown, pair_figure
 from abapp.state import PairState
 from abapp.synthesis import PRESETS, TOKEN_MODE_LABELS, make_options, render_pair, result_markdown
-from tts_core.options import DTYPES
+from tts_core.config_id import DTYPE_NAMES
 
 UI_MAX_FLOW_STEPS = 20
 PLAYGROUND_DIRNAME = "cosyvoice2-ab-playground"
-DEFAULT_A = "baseline: float16 / 10 steps"
-DEFAULT_B = "fastest: bfloat16 / 5 steps"
+DEFAULT_A = "baseline: float16-n10"
+DEFAULT_B = "fastest: bfloat16-n5"
 DEFAULT_TEXT_ID = "en_07"
 NO_PAIR_HINT = "Generate a pair, play both clips, then rate them."
 
@@ -31,7 +31,7 @@ def to_wav(audio: np.ndarray, sample_rate: int, folder: Path, name: str) -> str:
 
 
 def _config_column(side: str, preset: str):
-    dtype, steps = PRESETS[preset]
+    config = PRESETS[preset]
     with gr.Column(variant="panel"):
         gr.Markdown(f"### Configuration {side}")
         chooser = gr.Dropdown(list(PRESETS), value=preset, label=f"Preset {side}")
@@ -40,17 +40,27 @@ def _config_column(side: str, preset: str):
         flow_steps = gr.Slider(
             0,
             UI_MAX_FLOW_STEPS,
-            value=steps,
+            value=config.flow_steps,
             step=1,
             label=f"Flow steps {side}",
             info="1-20 Euler steps of the flow",
         )
-        dtype_radio = gr.Radio(list(DTYPES), value=dtype, label=f"dtype {side}")
+        dtype_radio = gr.Radio(list(DTYPE_NAMES), value=config.dtype, label=f"dtype {side}")
+        streaming = gr.Checkbox(
+            value=config.streaming,
+            label=f"Streaming {side}",
+            info="render chunk by chunk as a streaming server does (label -stream)",
+            elem_id=f"pg-streaming-{side.lower()}",
+        )
         seed = gr.Number(value=0, precision=0, minimum=0, label=f"Seed {side}")
     chooser.change(
-        lambda name: PRESETS[name], chooser, [dtype_radio, flow_steps], queue=False, api_visibility="private"
+        lambda name: (PRESETS[name].dtype, PRESETS[name].flow_steps, PRESETS[name].streaming),
+        chooser,
+        [dtype_radio, flow_steps, streaming],
+        queue=False,
+        api_visibility="private",
     )
-    return flow_steps, dtype_radio, seed
+    return flow_steps, dtype_radio, seed, streaming
 
 
 def build_playground(ctx: AppContext, listener: gr.State) -> None:
@@ -91,8 +101,8 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
                 label="Prompt transcript (empty: cross-lingual mode)",
             )
     with gr.Row():
-        steps_a, dtype_a, seed_a = _config_column("A", DEFAULT_A)
-        steps_b, dtype_b, seed_b = _config_column("B", DEFAULT_B)
+        steps_a, dtype_a, seed_a, stream_a = _config_column("A", DEFAULT_A)
+        steps_b, dtype_b, seed_b, stream_b = _config_column("B", DEFAULT_B)
     token_mode = gr.Radio(TOKEN_MODE_LABELS, value="auto", label="Speech tokens")
     generate = gr.Button("Generate A and B", variant="primary", elem_id="pg-generate")
 
@@ -132,22 +142,25 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
     )
 
     @user_errors
-    def run(text, prompt_path, transcript, sa, da, xa, sb, db, xb, mode, progress=gr.Progress()):  # noqa: B008
-        options_a = make_options(sa, da, xa, "A")
-        options_b = make_options(sb, db, xb, "B")
+    def run(text, prompt_path, transcript, sa, da, xa, sb, db, xb, mode, ka, kb, progress=gr.Progress()):  # noqa: B008
+        options_a = make_options(sa, da, xa, "A", ka)
+        options_b = make_options(sb, db, xb, "B", kb)
         out = render_pair(
             ctx, text, prompt_path, transcript, options_a, options_b, mode, lambda f, m: progress(f, desc=m)
         )
         ra, rb = out.result_a, out.result_b
         folder = fresh_temp_dir(PLAYGROUND_DIRNAME)
-        figure = pair_figure(ra.mel, rb.mel, f"A: {options_a.label()}", f"B: {options_b.label()}")
+        edges_a, edges_b = (r.stream.boundary_frames if r.stream else () for r in (ra, rb))
+        figure = pair_figure(
+            ra.mel, rb.mel, f"A: {options_a.config.label}", f"B: {options_b.config.label}", edges_a, edges_b
+        )
         return (
             to_wav(ra.audio, ra.sample_rate, folder, "A.wav"),
             to_wav(rb.audio, rb.sample_rate, folder, "B.wav"),
             result_markdown("A", ra, options_a, out.shared_tokens),
             result_markdown("B", rb, options_b, out.shared_tokens),
             figure,
-            distances_markdown(ra.audio, rb.audio, ra.mel, rb.mel, ra.sample_rate),
+            distances_markdown(ra.audio, rb.audio, ra.mel, rb.mel, ra.sample_rate, (*edges_a, *edges_b)),
             out.pair,
             None,
             None,
@@ -159,7 +172,20 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
         generate.click,
         [generate, rate],
         run,
-        [text, prompt_audio, transcript, steps_a, dtype_a, seed_a, steps_b, dtype_b, seed_b, token_mode],
+        [
+            text,
+            prompt_audio,
+            transcript,
+            steps_a,
+            dtype_a,
+            seed_a,
+            steps_b,
+            dtype_b,
+            seed_b,
+            token_mode,
+            stream_a,
+            stream_b,
+        ],
         [audio_a, audio_b, info_a, info_b, plot, distances, pair, score_a, score_b, preference, status],
         api_name="generate",
         concurrency_limit=1,

@@ -20,6 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
+from eval.ratings_io import counted_label
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def _num(value: float | None, fmt: str = ".2f") -> str:
 
 
 def _configs_in(rows: list[dict[str, str]]) -> list[str]:
-    counts = Counter(r[k] for r in rows for k in ("a_config", "b_config"))
+    """Configurations as the statistics count them (eval.ratings_io.counted_label), most rated first."""
+    counts = Counter(counted_label(r[f"{k}_config"], r[f"{k}_dtype"])[0] for r in rows for k in ("a", "b"))
     return [c for c, _ in counts.most_common()]
 
 

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 from matplotlib.figure import Figure
 
+from eval import objective
 from tts_core.constants import MEL_HOP, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,8 @@ FRAME_SECONDS = MEL_HOP / SAMPLE_RATE  # 20 ms per mel frame
 COLOR_PERCENTILES = (1.0, 99.5)  # robust shared colour range of A and B
 FIG_WIDTH_IN = 11.0
 ROW_HEIGHT_IN = 2.1
+BOUNDARY_HALF_WIDTH_FRAMES = 8  # frames each side of a chunk edge counted as "near" it (160 ms)
+BOUNDARY_STYLE = {"color": "cyan", "lw": 0.8, "ls": "--"}
 
 
 def _as_mel(mel: object) -> np.ndarray:
@@ -31,11 +34,20 @@ def _as_mel(mel: object) -> np.ndarray:
     return arr
 
 
-def pair_figure(mel_a: object, mel_b: object, title_a: str = "A", title_b: str = "B") -> Figure:
+def pair_figure(
+    mel_a: object,
+    mel_b: object,
+    title_a: str = "A",
+    title_b: str = "B",
+    edges_a: tuple[int, ...] = (),
+    edges_b: tuple[int, ...] = (),
+) -> Figure:
     """Three rows: A and B on one colour scale, then B minus A on a symmetric scale.
 
     mel_a, mel_b: (80, T_a), (80, T_b) natural-log mel at 50 frames/s. When the lengths differ
     (separate LLM runs) the difference covers the common first ``min(T_a, T_b)`` frames.
+    edges_a, edges_b: mel frames where a streamed side's chunks begin (dashed lines on its row and
+    on the difference).
     """
     a, b = _as_mel(mel_a), _as_mel(mel_b)
     both = np.concatenate([a.ravel(), b.ravel()])
@@ -49,13 +61,15 @@ def pair_figure(mel_a: object, mel_b: object, title_a: str = "A", title_b: str =
     axes = fig.subplots(3, 1)
     t_end = max(a.shape[1], b.shape[1]) * FRAME_SECONDS
     rows = (
-        (a, f"{title_a}", "magma", vmin, vmax, "log mel (ln)"),
-        (b, f"{title_b}", "magma", vmin, vmax, "log mel (ln)"),
-        (diff, f"{title_b} minus {title_a}", "RdBu_r", -dmax, dmax, "difference (ln)"),
+        (a, f"{title_a}", "magma", vmin, vmax, "log mel (ln)", edges_a),
+        (b, f"{title_b}", "magma", vmin, vmax, "log mel (ln)", edges_b),
+        (diff, f"{title_b} minus {title_a}", "RdBu_r", -dmax, dmax, "difference (ln)", (*edges_a, *edges_b)),
     )
-    for ax, (data, title, cmap, lo, hi, unit) in zip(axes, rows):
+    for ax, (data, title, cmap, lo, hi, unit, edges) in zip(axes, rows):
         extent = (0.0, data.shape[1] * FRAME_SECONDS, 0, data.shape[0])
         image = ax.imshow(data, origin="lower", aspect="auto", cmap=cmap, vmin=lo, vmax=hi, extent=extent)
+        for frame in sorted(set(edges)):
+            ax.axvline(frame * FRAME_SECONDS, **BOUNDARY_STYLE)
         ax.set_title(title, fontsize=10, loc="left")
         ax.set_ylabel("mel bin")
         ax.set_xlim(0.0, t_end)
@@ -81,38 +95,54 @@ DISTANCE_LABELS = {
 }
 
 
-def distances_markdown(
-    audio_a: np.ndarray, audio_b: np.ndarray, mel_a: object, mel_b: object, sample_rate: int
-) -> str:
-    """Objective distances of B from A (the reference), as Markdown.
+def edge_mel_l1(a: np.ndarray, b: np.ndarray, edges: tuple[int, ...]) -> tuple[float, float, int]:
+    """(mean |B - A| within BOUNDARY_HALF_WIDTH_FRAMES of a chunk edge, elsewhere, frames near).
 
-    Uses ``eval.objective.compare`` when that module exists; otherwise shows the mel L1 distance
-    only (mean |B - A| over the common frames) and says so.
+    a, b: (80, T) log mel of the same tokens (equal T); NaN where a region has no frames.
     """
+    near = np.zeros(a.shape[1], dtype=bool)
+    for edge in edges:
+        near[max(0, edge - BOUNDARY_HALF_WIDTH_FRAMES) : edge + BOUNDARY_HALF_WIDTH_FRAMES] = True
+    per_frame = np.abs(b - a).mean(axis=0)
+    mean = lambda m: float(per_frame[m].mean()) if m.any() else float("nan")  # noqa: E731
+    return mean(near), mean(~near), int(near.sum())
+
+
+def distances_markdown(
+    audio_a: np.ndarray,
+    audio_b: np.ndarray,
+    mel_a: object,
+    mel_b: object,
+    sample_rate: int,
+    edges: tuple[int, ...] = (),
+) -> str:
+    """Objective distances of B from A (the reference), as Markdown; with chunk ``edges`` (a streamed
+    side) the mel L1 near them and elsewhere too."""
     a, b = _as_mel(mel_a), _as_mel(mel_b)
     n = min(a.shape[1], b.shape[1])
-    fallback = [f"- mel L1 over {n} common frames: {np.abs(b[:, :n] - a[:, :n]).mean():.4f}"]
-    try:
-        from eval import objective
-    except ImportError:
-        fallback.append("- more distances (LSD, MCD, F0 RMSE) appear here once `eval/objective.py` exists")
-        return "\n".join(fallback)
     if a.shape[1] != b.shape[1]:
-        fallback.append(
-            f"- A lasts {a.shape[1] * FRAME_SECONDS:.2f} s and B {b.shape[1] * FRAME_SECONDS:.2f} s: frame-aligned "
-            "distances need the same speech tokens on both sides (choose 'Same speech tokens')"
+        return "\n".join(
+            [
+                f"- mel L1 over {n} common frames: {np.abs(b[:, :n] - a[:, :n]).mean():.4f}",
+                f"- A lasts {a.shape[1] * FRAME_SECONDS:.2f} s and B {b.shape[1] * FRAME_SECONDS:.2f} s: "
+                "frame-aligned distances need the same speech tokens on both sides (choose 'Same speech tokens')",
+            ]
         )
-        return "\n".join(fallback)
     try:
         result = objective.compare(audio_a, audio_b, sample_rate, mel_a=a, mel_b=b).to_dict()
     except Exception as err:  # noqa: BLE001 - the distances are extra information; never fail the pair
         log.exception("eval.objective.compare failed")
-        fallback.append(f"- other distances unavailable: {err}")
-        return "\n".join(fallback)
+        return f"- mel L1: {np.abs(b - a).mean():.4f}\n- other distances unavailable: {err}"
     lines = []
     for name, value in result.items():
         label, fmt = DISTANCE_LABELS.get(name, (name, ""))
         if value is None:
             continue
         lines.append(f"- {label}: {format(value, fmt) if isinstance(value, (int, float)) else value}")
+    if edges:
+        near, far, frames = edge_mel_l1(a, b, edges)
+        lines.append(
+            f"- mel L1 within {BOUNDARY_HALF_WIDTH_FRAMES * FRAME_SECONDS * 1000:.0f} ms of the "
+            f"{len(edges)} chunk edges ({frames} frames): {near:.4f}; elsewhere: {far:.4f}"
+        )
     return "\n".join(lines)

@@ -15,7 +15,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 
-from eval.ratings_schema import PREFERENCES, SCORE_LABELS, config_label
+from eval.ratings_schema import PREFERENCES, SCORE_LABELS
+from tts_core.config_id import ConfigId
 
 POSITIONS = ("first", "second")
 MAX_LISTENER_ID_CHARS = 64
@@ -40,17 +41,30 @@ def clean_listener_id(raw: str | None) -> str:
 
 @dataclass(frozen=True)
 class Side:
-    """One configuration of a pair, as it was actually rendered."""
+    """One configuration of a pair: what was asked for, and what actually ran."""
 
-    flow_steps: int
-    dtype: str  # the dtype that ran (may differ from the one asked for; then a warning was shown)
-    backend: str
+    config: ConfigId  # the configuration as asked for; its label names it everywhere
+    dtype_ran: str  # may differ from config.dtype after a fallback (then a warning was shown)
+    backend: str  # flow backend that ran
+    llm_backend: str  # LLM decoder that made the tokens
     seed: int
     clip_id: str  # content hash of the clip
 
     @property
     def label(self) -> str:
-        return config_label(self.dtype, self.flow_steps, self.backend)
+        return self.config.label
+
+    def log_fields(self, key: str) -> dict[str, object]:
+        """This side's ratings-log cells, ``key`` "a" or "b" (see eval/ratings_schema.py)."""
+        return {
+            f"{key}_config": self.label,
+            f"{key}_flow_steps": self.config.flow_steps,
+            f"{key}_dtype": self.dtype_ran,
+            f"{key}_backend": self.backend,
+            f"{key}_llm_backend": self.llm_backend,
+            f"{key}_seed": self.seed,
+            f"{key}_clip_id": self.clip_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -144,18 +158,8 @@ def rating_row(
         "text_id": pair.text_id,
         "text": pair.text,
         "prompt_id": pair.prompt_id,
-        **{
-            f"{k}_{name}": getattr(side, attr)
-            for k, side in (("a", pair.a), ("b", pair.b))
-            for name, attr in (
-                ("config", "label"),
-                ("flow_steps", "flow_steps"),
-                ("dtype", "dtype"),
-                ("backend", "backend"),
-                ("seed", "seed"),
-                ("clip_id", "clip_id"),
-            )
-        },
+        **pair.a.log_fields("a"),
+        **pair.b.log_fields("b"),
         "shown_first": pair.shown_first,
         "score_a": by_side["A"],
         "score_b": by_side["B"],

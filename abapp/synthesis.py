@@ -15,8 +15,9 @@ import numpy as np
 
 from abapp.context import AppContext
 from abapp.state import PairState, Side
-from tts_core.audio import check_prompt_audio, load_audio
+from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
+from tts_core.frontend.audio import check_prompt_audio, load_audio
 from tts_core.options import SynthesisOptions
 
 TOKEN_MODES = ("auto", "same", "separate")
@@ -25,12 +26,12 @@ TOKEN_MODE_LABELS = (
     ("Same speech tokens for both (LLM of A; isolates the flow setting)", "same"),
     ("Separate LLM runs (each side's dtype and seed)", "separate"),
 )
-PRESETS: dict[str, tuple[str, int]] = {
-    "baseline: float16 / 10 steps": ("float16", 10),
-    "fastest: bfloat16 / 5 steps": ("bfloat16", 5),
-    "highest quality: bfloat16 / 10 steps": ("bfloat16", 10),
-    "float16-compatible: float16 / 8 steps": ("float16", 8),
-    "reference: float32 / 10 steps": ("float32", 10),
+PRESETS: dict[str, ConfigId] = {
+    "baseline: float16-n10": ConfigId("float16", 10),
+    "fastest: bfloat16-n5": ConfigId("bfloat16", 5),
+    "highest quality: bfloat16-n10": ConfigId("bfloat16", 10),
+    "float16-compatible: float16-n8": ConfigId("float16", 8),
+    "reference: float32-n10": ConfigId("float32", 10),
 }
 UPLOAD_ID_PREFIX = "upload-"
 CUSTOM_TEXT_PREFIX = "custom-"
@@ -42,7 +43,7 @@ def read_prompt_audio(path: str | Path | None) -> tuple[np.ndarray, int]:
     """(mono float32 audio, sample rate) of an uploaded or recorded prompt file, checked for use.
 
     Reading (libsndfile, ffmpeg for other containers) and the checks are the core's
-    (:func:`tts_core.audio.load_audio`, :func:`tts_core.audio.check_prompt_audio`), so the app
+    (:func:`tts_core.frontend.audio.load_audio`, :func:`tts_core.frontend.audio.check_prompt_audio`), so the app
     refuses exactly what the pipeline would, before any model work.
     """
     if not path:
@@ -77,12 +78,14 @@ def _whole_number(value: object, name: str, side: str) -> int:
     return int(number)
 
 
-def make_options(flow_steps: object, dtype: object, seed: object, side: str) -> SynthesisOptions:
+def make_options(
+    flow_steps: object, dtype: object, seed: object, side: str, streaming: object = False
+) -> SynthesisOptions:
     """Options of one side from raw UI values (ValueError naming the side and the field)."""
     steps = _whole_number(flow_steps, "flow steps", side)
     seed_int = _whole_number(seed, "seed", side)
     try:
-        return SynthesisOptions(flow_steps=steps, dtype=str(dtype), seed=seed_int)
+        return SynthesisOptions(seed=seed_int).with_config(ConfigId(str(dtype), steps, bool(streaming)))
     except ValueError as err:
         raise ValueError(f"configuration {side}: {err}") from None
 
@@ -134,7 +137,10 @@ def render_pair(
     prompt_id = prompt_id_for(ctx, prompt_path)
     progress(0.08, "preparing the voice prompt")
     prompt = ctx.prompt_features(audio, rate, (transcript or "").strip() or None)
-    only_flow_differs = options_a.replace(flow_steps=options_b.flow_steps) == options_b
+    # Steps and streaming change only the flow/vocoder rendering: the same tokens serve both.
+    only_flow_differs = (
+        options_a.replace(flow_steps=options_b.flow_steps, streaming=options_b.streaming) == options_b
+    )
     shared = token_mode == "same" or (token_mode == "auto" and only_flow_differs)
     pipe = ctx.pipeline
     if shared:
@@ -151,7 +157,7 @@ def render_pair(
         res_b = pipe.synthesize(text, prompt, options_b)
     progress(0.95, "drawing spectrograms")
     sides = [
-        Side(opts.flow_steps, res.dtype_ran, res.backend, opts.seed, clip_hash(res.audio))
+        Side(opts.config, res.dtype_ran, res.backend, res.llm_backend, opts.seed, clip_hash(res.audio))
         for opts, res in ((options_a, res_a), (options_b, res_b))
     ]
     pair = PairState(
@@ -170,17 +176,37 @@ def render_pair(
 
 
 def result_markdown(name: str, result, options: SynthesisOptions, shared_tokens: bool) -> str:
-    """RTF, per-stage times and what actually ran, for one side."""
+    """RTF, per-stage times and what actually ran, for one side.
+
+    The RTF and stage times are the core's own (``result.timings``): one-time work such as a graph
+    capture for a new length is listed apart and never counted in them.
+    """
     t = result.timings
     lines = [
-        f"**{name}: {options.label()}** · seed {options.seed}",
+        f"**{name}: {options.config.label}** · seed {options.seed}",
         f"RTF **{result.rtf:.3f}** ({result.duration:.2f} s of audio in {t.total:.2f} s)",
         f"LLM {t.llm * 1000:.0f} ms · flow {t.flow * 1000:.0f} ms · vocoder {t.vocoder * 1000:.0f} ms",
         f"ran: {result.dtype_ran} · LLM {result.llm_backend} · flow {result.backend} · {result.device}",
     ]
+    if result.stream is not None:
+        report = result.stream
+        gaps = report.chunk_intervals
+        lines.append(
+            f"streamed: first chunk **{report.first_chunk_latency * 1000:.0f} ms** · {len(report.chunks)} chunks"
+            + (f" · longest gap {max(gaps) * 1000:.0f} ms" if gaps else "")
+            + ("" if report.llm_overlapped else " (tokens given: LLM time added before the first chunk)")
+        )
     if shared_tokens:
         lines.append("speech tokens shared with the other side (LLM time counted on both)")
+    if result.one_time:
+        lines.append(
+            f"first use of this shape: {result.one_time_seconds:.2f} s of one-time "
+            f"{'; '.join(w.what for w in result.one_time)}, not included"
+        )
     lines.extend(f"⚠️ {w}" for w in result.warnings)
     if result.dtype_ran != options.dtype:
-        lines.append(f"⚠️ asked for {options.dtype}, ran {result.dtype_ran}")
+        lines.append(
+            f"⚠️ asked for {options.dtype}, ran {result.dtype_ran}: ratings count as "
+            f"{ConfigId(result.dtype_ran, options.flow_steps).label}"
+        )
     return "  \n".join(lines)

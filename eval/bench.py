@@ -4,7 +4,7 @@ Command line::
 
     python -m eval.bench --model_dir DIR | --demo [--device cuda] --flow_steps 10 5
         --dtype float32 float16 bfloat16 [--backend auto torch] [--runs 5] [--warmup 2]
-        [--fixed_tokens 250] [--text TEXT] [--prompt ID] [--out results/bench.json]
+        [--fixed_tokens 250] [--text TEXT] [--prompt ID] [--streaming] [--out results/bench.json]
 
 For each configuration (backends outermost: each backend's pipeline is loaded once, then freed)
 it runs ``warmup`` untimed syntheses, resets the peak-memory counter, then times ``runs``
@@ -14,6 +14,10 @@ random-weight model emits exactly that many and configurations do the same work)
 median and [min, max] of each metric and the speed-up against the FIRST configuration, and writes
 JSON (environment, settings, per-run rows), a summary CSV and a per-run CSV beside it, and a PNG of
 the median stage times.
+
+``--streaming`` also streams every timed (and warm-up) run through ``Pipeline.stream`` right after
+its offline run and reports first-chunk latency (median, p90), time between chunks, streaming RTF
+and the streaming flow time beside the offline figures (:mod:`eval.bench_stream`).
 
 Speed-up = RTF_first / RTF (above 1 is faster); rtf_reduction = 1 - RTF / RTF_first (the seed's
 "RTF 30-50% better" is rtf_reduction 0.3-0.5). LLM tokens/s includes the prompt prefill.
@@ -36,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench_stream import flow_step_ratios, format_stream_table, stream_run, summarise_stream
 from eval.runinfo import (
     EXIT_BAD_INPUT,
     ROOT,
@@ -45,6 +50,7 @@ from eval.runinfo import (
     environment_info,
     model_source,
 )
+from tts_core.config_id import ConfigId
 
 BENCH_VERSION = 1
 DEFAULT_TEXT = "The weather forecast says it will rain tomorrow afternoon, so bring an umbrella."
@@ -78,13 +84,13 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    backend: str  # as requested ("auto", "torch", ...); what ran is recorded per run
-    dtype: str
-    flow_steps: int
+    backend: str  # flow backend as requested ("auto", "torch", ...); what ran is recorded per run
+    config: ConfigId  # the configuration, named as in the app, plans and reports
 
     @property
     def label(self) -> str:
-        return f"{self.dtype}-n{self.flow_steps}-{self.backend}"
+        """The configuration's label; a flow backend asked for explicitly is shown beside it."""
+        return self.config.label if self.backend == "auto" else f"{self.config.label} ({self.backend})"
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ class RunRecord:
 def _one_run(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | None, run: int) -> RunRecord:
     from tts_core import SynthesisOptions
 
-    opts = SynthesisOptions(flow_steps=config.flow_steps, dtype=config.dtype, fixed_tokens=fixed_tokens)
+    opts = SynthesisOptions(fixed_tokens=fixed_tokens).with_config(config.config)
     tokens = pipe.generate_tokens(text, prompt, opts)
     res = pipe.tokens_to_audio(tokens, prompt, opts)
     t = res.timings
@@ -128,15 +134,24 @@ def _one_run(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | N
     )
 
 
+def _stream_once(pipe, config: BenchConfig, text: str, prompt, fixed_tokens: int | None, run: int):
+    from tts_core import SynthesisOptions
+
+    # The same configuration as the offline run, streamed (whatever the configuration says).
+    opts = SynthesisOptions(fixed_tokens=fixed_tokens).with_config(config.config).replace(streaming=True)
+    return stream_run(pipe, opts, text, prompt, config.label, run)
+
+
 def _summarise(config: BenchConfig, runs: list[RunRecord], probe: MemoryProbe, peak: float) -> dict:
     return {
         "label": config.label,
         "backend": config.backend,
         "backend_ran": "+".join(sorted({r.backend_ran for r in runs})),
         "llm_backend_ran": "+".join(sorted({r.llm_backend_ran for r in runs})),
-        "dtype": config.dtype,
+        "config": config.config.label,
+        "dtype": config.config.dtype,
         "dtype_ran": "+".join(sorted({r.dtype_ran for r in runs})),
-        "flow_steps": config.flow_steps,
+        "flow_steps": config.config.flow_steps,
         "n_tokens": runs[0].n_tokens,
         "stats": {m: spread([getattr(r, m) for r in runs]) for m in METRICS},
         "memory": {
@@ -168,8 +183,15 @@ def run_benchmark(
     warmup: int,
     fixed_tokens: int | None,
     llm_backend: str = "auto",
+    streaming: bool = False,
+    prompt_seconds: float | None = None,
 ) -> tuple[list[dict], list[RunRecord], dict]:
-    """Time every configuration; returns (per-config summaries, per-run records, pipeline info)."""
+    """Time every configuration; returns (per-config summaries, per-run records, pipeline info).
+
+    ``streaming``: each summary also gets a "streaming" block (its per-run rows under "runs").
+    ``prompt_seconds``: use only the prompt clip's first seconds (the streaming schedule depends
+    on the prompt's token count; 3 s = 75 tokens needs no first-hop pad). info gets "prompt_tokens".
+    """
     from tqdm import tqdm
 
     from eval.trials import load_prompts
@@ -180,6 +202,10 @@ def run_benchmark(
         raise ValueError(f"unknown prompt id {prompt_id!r}; known: {', '.join(sorted(prompts))}")
     asset = prompts[prompt_id]
     audio, rate = asset.load()
+    if prompt_seconds is not None:
+        if len(audio) < prompt_seconds * rate:
+            raise ValueError(f"prompt {prompt_id!r} is shorter than --prompt_seconds {prompt_seconds}")
+        audio = audio[: int(round(prompt_seconds * rate))]
     summaries, records, info = [], [], {}
     backends = list(dict.fromkeys(c.backend for c in configs))
     bar = tqdm(total=len(configs) * (warmup + runs), desc="bench", unit="run")
@@ -187,18 +213,27 @@ def run_benchmark(
         pipe = load_pipeline(source, device=device, backend=backend, llm_backend=llm_backend)
         info = asdict(pipe.info)
         prompt = pipe.prepare_prompt(audio, rate, asset.transcript)
+        info["prompt_tokens"] = int(prompt.speech_tokens.numel())
         probe = MemoryProbe(cuda_index(pipe.info.device))
         for config in (c for c in configs if c.backend == backend):
             bar.set_postfix_str(config.label)
             for i in range(warmup):
                 _one_run(pipe, config, text, prompt, fixed_tokens, -1 - i)
+                if streaming:  # captures the chunk graphs of this prompt length
+                    _stream_once(pipe, config, text, prompt, fixed_tokens, -1 - i)
                 bar.update()
             probe.reset()  # after warm-up: one-off dtype casts and autotuning are not counted
-            timed = []
+            timed, streamed = [], []
             for i in range(runs):
                 timed.append(_one_run(pipe, config, text, prompt, fixed_tokens, i))
+                if streaming:
+                    streamed.append(_stream_once(pipe, config, text, prompt, fixed_tokens, i))
                 bar.update()
-            summaries.append(_summarise(config, timed, probe, probe.peak_mb()))
+            summary = _summarise(config, timed, probe, probe.peak_mb())
+            if streaming:
+                summary["streaming"] = summarise_stream(streamed)
+                summary["streaming"]["runs"] = [asdict(r) for r in streamed]
+            summaries.append(summary)
             records.extend(timed)
         # Free one backend's pipeline before loading the next, so they never share the device.
         del pipe, prompt
@@ -258,6 +293,11 @@ def _summary_rows(summaries: list[dict]) -> list[dict]:
             row.update({f"{metric}_{k}": v for k, v in stat.items()})
         row.update({f"memory_{k}": v for k, v in c["memory"].items()})
         row.update({k: c[k] for k in ("speedup", "rtf_reduction", "flow_speedup")})
+        if "streaming" in c:
+            block = c["streaming"]
+            for metric, stat in (*block["stats"].items(), ("chunk_interval_s", block["chunk_interval_s"])):
+                row.update({f"stream_{metric}_{k}": v for k, v in stat.items()})
+            row["stream_nonfinite_samples"] = block["nonfinite_samples"]
         rows.append(row)
     return rows
 
@@ -340,29 +380,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", default=DEFAULT_TEXT)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt id of assets/prompts/manifest.json")
     parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="also stream every run (Pipeline.stream): first-chunk latency, chunk intervals, streaming RTF",
+    )
+    parser.add_argument(
+        "--prompt_seconds",
+        type=float,
+        default=None,
+        help="cut the prompt clip to its first seconds (e.g. 3 for a 75-token prompt)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="JSON path (default results/bench/bench-<UTC>.json)"
     )
     return parser
 
 
 def _check_args(args: argparse.Namespace) -> list[BenchConfig]:
-    from tts_core.options import DTYPES, MAX_FLOW_STEPS
-
     if args.runs < 1 or args.warmup < 0:
         raise ValueError("--runs must be at least 1 and --warmup at least 0")
+    if args.prompt_seconds is not None and args.prompt_seconds <= 0:
+        raise ValueError("--prompt_seconds must be positive")
     if args.fixed_tokens < 0:
         raise ValueError("--fixed_tokens must be 0 (natural stop) or a positive number of tokens")
     for name in ("flow_steps", "dtype", "backend"):
         values = getattr(args, name)
         if len(set(values)) != len(values):
             raise ValueError(f"--{name} repeats a value: {values}")
-    for steps in args.flow_steps:
-        if not 1 <= steps <= MAX_FLOW_STEPS:
-            raise ValueError(f"--flow_steps must be between 1 and {MAX_FLOW_STEPS}, got {steps}")
-    for dtype in args.dtype:
-        if dtype not in DTYPES:
-            raise ValueError(f"--dtype must be among {sorted(DTYPES)}, got {dtype!r}")
-    return [BenchConfig(b, d, s) for b in args.backend for d in args.dtype for s in args.flow_steps]
+    return [BenchConfig(b, ConfigId(d, s)) for b in args.backend for d in args.dtype for s in args.flow_steps]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warmup=args.warmup,
             fixed_tokens=fixed,
             llm_backend=args.llm_backend,
+            streaming=args.streaming,
+            prompt_seconds=args.prompt_seconds,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -399,19 +446,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backends_ran": sorted({c["backend_ran"] for c in summaries}),
         "llm_backend": info["llm_backend"],
         "n_tokens_note": f"{fixed} forced tokens per sentence" if fixed else "natural stop",
+        "streaming": args.streaming,
+        "prompt_seconds": args.prompt_seconds,
+        "prompt_tokens": info["prompt_tokens"],
         "method": "every timed run generates its own tokens and renders them; stage times are the "
         "core's device-synchronised timings; speed-up = RTF_first / RTF of medians",
     }
     env["backend"] = ", ".join(settings["backends_ran"])
     doc = {"bench_version": BENCH_VERSION, "environment": env, "settings": settings, "configs": summaries}
     doc["runs"] = [asdict(r) for r in records]
+    if args.streaming:
+        doc["streaming_flow_ratio_n5_over_n10"] = flow_step_ratios(summaries)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = args.out or ROOT / "results" / "bench" / f"bench-{stamp}.json"
     paths = write_outputs(out, doc, records)
-    print(f"{info['model_id']} on {env['device']}, torch {env['torch_version']}, {settings['n_tokens_note']}")
+    print(
+        f"{info['model_id']} on {env['device']}, torch {env['torch_version']}, {settings['n_tokens_note']}, "
+        f"prompt {info['prompt_tokens']} speech tokens"
+    )
     if info["random_weights"]:
         print("random-weight model: timings are meaningful, the audio is not speech")
     print(format_table(summaries))
+    if args.streaming:
+        print("streaming (Pipeline.stream, the LLM decoding while chunks render):")
+        print(format_stream_table(summaries))
+        for key, ratio in doc["streaming_flow_ratio_n5_over_n10"].items():
+            print(f"streaming flow time, 5 / 10 steps, {key}: {ratio:.3f}")
     print(f"memory: {summaries[0]['memory']['kind']}; speed-up against {summaries[0]['label']}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

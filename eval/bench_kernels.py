@@ -1,4 +1,4 @@
-"""Launch-shape sweep of the Triton LLM decode kernels (:mod:`tts_core.decode_kernels`) on this GPU.
+"""Launch-shape sweep of the Triton LLM decode kernels (:mod:`tts_core.llm.decode_kernels`) on this GPU.
 
 Command line::
 
@@ -11,7 +11,7 @@ timing is the mean over CUDA-graph replays of the kernel cycling through distinc
 larger together than the L2 cache, as in decoding, where all 24 layers' weights stream past
 between two uses of one matrix. cuBLAS (``F.linear``) is timed on the same shapes for comparison.
 
-It prints the fastest shape per kernel and the :class:`~tts_core.triton_backbone.KernelTuning`
+It prints the fastest shape per kernel and the :class:`~tts_core.llm.triton_backbone.KernelTuning`
 they make, and writes JSON with the environment and every timing. The defaults of KernelTuning
 come from this sweep on an H100 (BENCHMARKS.md); on another card, compare.
 """
@@ -140,7 +140,7 @@ class KernelSweep:
         import torch
         import triton
 
-        from tts_core import decode_kernels as K
+        from tts_core.llm import decode_kernels as K
 
         s, x = self.s, self.x
         cdiv = triton.cdiv
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"error: the kernel sweep needs Triton ({exc})", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from tts_core.triton_backbone import KernelTuning
+    from tts_core.llm.triton_backbone import KernelTuning
 
     bench = KernelSweep(getattr(torch, args.dtype))
     results = sweep(bench, candidates(args.quick))

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 import soundfile as sf
 
-from .trials import ConfigSpec, PromptAsset, TestPlan, TextItem
+from tts_core.config_id import ConfigId
+
+from .trials import PromptAsset, TestPlan, TextItem
 
 if TYPE_CHECKING:  # the core is heavy to import; only type checkers need it here
     from tts_core import GeneratedTokens, PromptFeatures, SynthesisOptions, SynthesisResult
@@ -81,6 +83,7 @@ class ClipBank:
             "options": asdict(result.options),
             "dtype_ran": result.dtype_ran,
             "backend": result.backend,
+            "llm_backend": result.llm_backend,
             "device": result.device,
             "duration_s": round(result.duration, 3),
             "timings": {
@@ -112,11 +115,11 @@ def _atomic_write(path: Path, write: Callable) -> None:
         raise
 
 
-def stimulus_options(plan: TestPlan, config: ConfigSpec) -> SynthesisOptions:
+def stimulus_options(plan: TestPlan, config: ConfigId) -> SynthesisOptions:
     """The synthesis options of one configuration of ``plan`` (the plan's seed, defaults otherwise)."""
-    from tts_core.options import SynthesisOptions
+    from tts_core.options import SynthesisOptions  # torch: only when clips are made
 
-    return SynthesisOptions(flow_steps=config.flow_steps, dtype=config.dtype, seed=plan.seed)
+    return SynthesisOptions(seed=plan.seed).with_config(config)
 
 
 def stimulus_keys(

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .ratings_schema import COLUMNS, MODES, PREFERENCES, SCHEMA_VERSION, SCORE_LABELS
+from .ratings_schema import COLUMNS, MODES, PREFERENCES, SCHEMA_VERSION, SCORE_LABELS, V1_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_FIELD_CHARS = 4_000  # a longer cell is a bug or an attack; the app caps text far below this
 HEADER_LINE = ",".join(COLUMNS) + "\n"
 HEADER_BYTES = HEADER_LINE.encode("ascii")
+V1_HEADER_BYTES = (",".join(V1_COLUMNS) + "\n").encode("ascii")
 
 
 class RatingsFileError(RuntimeError):
@@ -225,6 +226,12 @@ class RatingsStore:
             self._write_all(fd, HEADER_BYTES)
             os.fsync(fd)
             return HEADER_BYTES
+        if content.startswith(V1_HEADER_BYTES):
+            raise RatingsFileError(
+                f"{self.path} was written by the first release (ratings schema 1). It is kept as it is "
+                "and `python -m eval.report` still reads it; start this test's new ratings in another "
+                "file with --ratings NEW.csv."
+            )
         first = content.split(b"\n", 1)[0][:200].decode("utf-8", "replace")
         raise RatingsFileError(
             f"{self.path} is not a ratings log of schema version {SCHEMA_VERSION}: its first line is "

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from eval.ratings_schema import COLUMNS, MODES, PREFERENCES, SCHEMA_VERSION
+from eval.ratings_schema import (
+    ADDED_IN_V2,
+    MODES,
+    PREFERENCES,
+    V1_COLUMNS,
+    V1_LABEL_BACKEND_SUFFIXES,
+)
+from tts_core.config_id import DTYPE_NAMES, ConfigId
 
-KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = (SCHEMA_VERSION,)
+KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+SIDE_KEYS: tuple[str, ...] = ("a", "b")
 SCORE_MIN = 1
 SCORE_MAX = 5
 SCORE_COLUMNS: tuple[str, ...] = ("score_a", "score_b")
@@ -64,12 +73,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _check_header(columns: Sequence[str], where: str) -> None:
+    """Every column of the oldest known schema must be there (later additions may be absent)."""
     present = set(columns)
-    missing = [c for c in COLUMNS if c not in present]
-    if len(missing) == len(COLUMNS):
+    missing = [c for c in V1_COLUMNS if c not in present]
+    if len(missing) == len(V1_COLUMNS):
         raise RatingsFormatError(
             f"{where} is not a ratings log: its header has none of the expected columns "
-            f"({', '.join(COLUMNS[:4])}, ...); first columns found: {list(columns)[:4]}"
+            f"({', '.join(V1_COLUMNS[:4])}, ...); first columns found: {list(columns)[:4]}"
         )
     if missing:
         names = ", ".join(repr(c) for c in missing)
@@ -110,6 +120,9 @@ def validate_ratings(table: pd.DataFrame, where: str = "ratings table") -> pd.Da
     if len(table) == 0:
         raise RatingsFormatError(f"{where} has a header but no ratings")
     out = table.reset_index(drop=True).copy()
+    for column in ADDED_IN_V2:
+        if column not in out.columns:
+            out[column] = ""
     for column in out.columns:
         if column in ("schema_version", *SCORE_COLUMNS):
             continue
@@ -148,7 +161,69 @@ def validate_ratings(table: pd.DataFrame, where: str = "ratings table") -> pd.Da
                 f"{where}: column {column!r} must be one of {list(allowed)}; "
                 f"{_row_list(bad)} hold e.g. {out[column][bad].iloc[0]!r}"
             )
-    return out
+    return _count_configs(out)
+
+
+def counted_label(logged: str, dtype_ran: str) -> tuple[str, str]:
+    """(the configuration a judgement is counted under, why it differs from the logged label or "").
+
+    The rule, applied to every reader of a log (report, sheets, planner, Results tab):
+
+    * a label of schema version 1 that carries a flow backend (``float16-n10-torch-cudagraph``)
+      names the configuration without it (``float16-n10``): the backend is a record of what ran,
+      not part of the identity;
+    * labels are written canonically (``fp16-n10`` -> ``float16-n10``);
+    * a judgement whose clip ran in another dtype than its label asks for (a visible fallback in
+      the app, e.g. bfloat16 on a device without it) is counted as the configuration that was
+      heard, ``<dtype that ran>-n<steps>``, never as the one asked for;
+    * a label that is not a configuration label at all (e.g. clips of another system) is kept as
+      it is.
+    """
+    stem = logged
+    note = ""
+    for suffix in V1_LABEL_BACKEND_SUFFIXES:
+        if stem.endswith(suffix):
+            stem, note = stem[: -len(suffix)], f"backend {suffix[1:]!r} dropped from the label"
+            break
+    try:
+        config = ConfigId.parse(stem)
+    except ValueError:
+        return logged, ""
+    if dtype_ran in DTYPE_NAMES and dtype_ran != config.dtype:
+        note = f"asked for {config.dtype}, ran {dtype_ran}: counted as what was heard"
+        config = replace(config, dtype=dtype_ran)
+    elif not note and config.label != logged:
+        note = "label written canonically"
+    return config.label, note
+
+
+def _count_configs(table: pd.DataFrame) -> pd.DataFrame:
+    """``a_config``/``b_config`` as counted (see :func:`counted_label`); the labels as logged stay in
+    ``a_config_logged``/``b_config_logged`` and the reason of any change in ``a_config_note``/..."""
+    for side in SIDE_KEYS:
+        logged = table[f"{side}_config"].tolist()
+        pairs = [counted_label(lbl, d.strip()) for lbl, d in zip(logged, table[f"{side}_dtype"])]
+        table[f"{side}_config_logged"] = logged
+        table[f"{side}_config"] = [p[0] for p in pairs]
+        table[f"{side}_config_note"] = [p[1] for p in pairs]
+    return table
+
+
+def config_notes(table: pd.DataFrame) -> list[str]:
+    """One line per relabelling rule that changed labels of ``table``, with the number of clips."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for side in SIDE_KEYS:
+        changed = table[f"{side}_config_note"] != ""
+        for key in zip(
+            table.loc[changed, f"{side}_config_logged"],
+            table.loc[changed, f"{side}_config"],
+            table.loc[changed, f"{side}_config_note"],
+        ):
+            counts[key] = counts.get(key, 0) + 1
+    return [
+        f"{n} clip rating(s) logged as {logged!r} counted as {counted!r} ({why})"
+        for (logged, counted, why), n in sorted(counts.items())
+    ]
 
 
 def read_ratings(source: str | Path | pd.DataFrame) -> pd.DataFrame:

@@ -2,11 +2,16 @@
 
 Shared by the app (which appends rows, eval/ratings.py) and the statistics (which read them).
 Bump SCHEMA_VERSION when columns change; readers refuse versions they do not know.
+
+Configurations are named by :class:`tts_core.options.ConfigId` labels (``bfloat16-n5``): what was
+asked for. What actually ran (flow backend, LLM decoder, dtype after a fallback) has columns of its
+own. Version history: 1 (first release; its labels carried the flow backend when it was not
+``torch``, e.g. ``float16-n10-torch-cudagraph``), 2 (adds ``a_llm_backend``/``b_llm_backend``).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Column order of the CSV header. Each row is one judgement: the listener heard clip A and clip B
 # (same text and prompt) and gave each a 1-5 score plus a preference.
@@ -20,10 +25,10 @@ COLUMNS: tuple[str, ...] = (
     "text_id",
     "text",
     "prompt_id",
-    "a_config",  # config_label(...) of configuration A, e.g. "bfloat16-n5"
+    "a_config",  # ConfigId label of configuration A as asked for, e.g. "bfloat16-n5"
     "a_flow_steps",
-    "a_dtype",
-    "a_backend",
+    "a_dtype",  # the dtype that ran (differs from the label's only after a visible fallback)
+    "a_backend",  # flow backend that ran: "torch", "torch-cudagraph", "tensorrt"
     "a_seed",
     "a_clip_id",  # content hash of clip A
     "b_config",
@@ -39,18 +44,16 @@ COLUMNS: tuple[str, ...] = (
     "model_id",
     "model_hash",
     "app_version",
+    "a_llm_backend",  # LLM decoder that made A's tokens ("eager", "cuda-graph-triton", ...)
+    "b_llm_backend",
 )
+# Columns added after version 1: a version-1 log lacks them, and readers take them as empty.
+ADDED_IN_V2: tuple[str, ...] = ("a_llm_backend", "b_llm_backend")
+V1_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in ADDED_IN_V2)
+# Flow backends that version 1 appended to a label ("float16-n10-tensorrt"); readers strip them.
+V1_LABEL_BACKEND_SUFFIXES: tuple[str, ...] = ("-torch-cudagraph", "-tensorrt", "-torch")
 
 SCORE_LABELS: dict[int, str] = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
 PREFERENCES: tuple[str, ...] = ("A", "B", "none")
 MODES: tuple[str, ...] = ("playground", "blind")
 
-
-def config_label(dtype: str, flow_steps: int, backend: str = "torch") -> str:
-    """Canonical name of a configuration, used as its id in ratings and reports.
-
-    ``config_label("bfloat16", 5)`` -> ``"bfloat16-n5"``; a non-default backend is appended:
-    ``config_label("float16", 10, "tensorrt")`` -> ``"float16-n10-tensorrt"``.
-    """
-    label = f"{dtype}-n{int(flow_steps)}"
-    return label if backend in ("torch", "") else f"{label}-{backend}"

@@ -55,7 +55,9 @@ import pandas as pd
 from eval import screening, stats
 from eval.ratings_io import (
     RatingsFormatError,
+    config_notes,
     configs_present,
+    counted_label,
     drop_duplicate_trials,
     drop_repeated_rows,
     read_ratings,
@@ -345,6 +347,11 @@ def summarize(
             f"{len(repeated_rows)} row(s) without trial_id repeat an earlier row field for field "
             f"(timestamp aside) and are counted once: data row(s) {shown}{more}"
         )
+    warnings += config_notes(table)
+    # --baseline/--anchor name configurations the way the log's labels are counted
+    # (``fp16-n10`` or ``float16-n10-tensorrt`` -> ``float16-n10``).
+    baseline = counted_label(baseline, "")[0]
+    anchor = None if anchor is None else counted_label(anchor, "")[0]
     if modes:
         table = table.loc[table["mode"].isin(list(modes))].reset_index(drop=True)
         if table.empty:

@@ -39,7 +39,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 def model_source(args: argparse.Namespace) -> str:
     """The model directory the arguments name (the demo model is written to the cache once)."""
     if args.demo:
-        from tts_core.factory import demo_model_dir
+        from tts_core.model.factory import demo_model_dir
 
         return str(demo_model_dir())
     return str(args.model_dir)

@@ -2,7 +2,7 @@
 
 Command line::
 
-    python -m eval.score_plan PLAN --model_dir DIR | --demo [--reference float32:10]
+    python -m eval.score_plan PLAN --model_dir DIR | --demo [--reference float32-n10]
         [--device cuda] [--backend auto] [--fixed_tokens N] [--out scores.csv]
 
 For every (text, prompt) stimulus of the plan (``eval.trials`` format) the LLM runs ONCE, in the
@@ -34,9 +34,10 @@ import numpy as np
 
 from eval.clipbank import stimulus_options
 from eval.runinfo import EXIT_BAD_INPUT, ROOT, add_model_args, environment_info, model_source
-from eval.trials import ConfigSpec, TestPlan, load_plan, load_prompts, load_texts
+from eval.trials import TestPlan, load_plan, load_prompts, load_texts
+from tts_core.config_id import ConfigId
 
-DEFAULT_REFERENCE = "float32:10"
+DEFAULT_REFERENCE = "float32-n10"
 DISTANCES = ("mel_l1", "lsd_db", "mcd_db", "f0_rmse_hz", "pesq", "stoi")
 
 Progress = Callable[[str], None]
@@ -68,23 +69,10 @@ class ScoreRow:
     note: str
 
 
-def parse_reference(spec: str) -> ConfigSpec:
-    """``"float32:10"`` -> ConfigSpec("float32", 10); ValueError naming the expected form."""
-    from tts_core.options import DTYPES, MAX_FLOW_STEPS
-
-    dtype, sep, steps = spec.partition(":")
-    if not sep or dtype not in DTYPES or not steps.isdigit() or not 1 <= int(steps) <= MAX_FLOW_STEPS:
-        raise ValueError(
-            f"--reference must be DTYPE:STEPS with DTYPE in {sorted(DTYPES)} and STEPS in "
-            f"1..{MAX_FLOW_STEPS} (e.g. float32:10), got {spec!r}"
-        )
-    return ConfigSpec(dtype, int(steps))
-
-
 def score_plan(
     plan: TestPlan,
     pipeline,
-    reference: ConfigSpec,
+    reference: ConfigId,
     *,
     fixed_tokens: int | None = None,
     texts: dict | None = None,
@@ -194,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(parser)
     parser.add_argument("--backend", default="auto", help="flow backend, passed to load_pipeline")
     parser.add_argument(
-        "--reference", default=DEFAULT_REFERENCE, help="DTYPE:STEPS of the reference rendering"
+        "--reference", default=DEFAULT_REFERENCE, help="configuration label of the reference rendering, e.g. float32-n10"
     )
     parser.add_argument(
         "--fixed_tokens", type=int, default=None, help="force N speech tokens per sentence (quick runs)"
@@ -207,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        reference = parse_reference(args.reference)
+        reference = ConfigId.parse(args.reference)
         plan = load_plan(args.plan)
         texts, prompts = load_texts(), load_prompts()
         n_items = len(plan.stimuli(texts, prompts)) * len(plan.configs)  # checks the ids before loading

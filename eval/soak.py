@@ -51,6 +51,7 @@ from eval.runinfo import (
     rss_mb,
 )
 from eval.trials import PromptAsset, TextItem, load_prompts, load_texts
+from tts_core.config_id import MAX_FLOW_STEPS, check_dtype
 
 if TYPE_CHECKING:  # the core is heavy to import; only type checkers need it here
     from tts_core import SynthesisOptions
@@ -239,8 +240,8 @@ def run_soak(
                 iteration_s=now - t0,
                 text_id=item.text.id,
                 prompt_id=item.prompt.id,
-                config_a=item.options_a.label(),
-                config_b=item.options_b.label(),
+                config_a=item.options_a.config.label,
+                config_b=item.options_b.config.label,
                 n_tokens=n_tokens,
                 audio_s=audio_s,
                 rss_mb=rss_mb(),
@@ -344,8 +345,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from tts_core.options import DTYPES, MAX_FLOW_STEPS
-
     if args.minutes is not None and args.minutes <= 0:
         raise ValueError("--minutes must be positive")
     if not 1 <= args.max_steps <= MAX_FLOW_STEPS:
@@ -360,8 +359,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.threshold_mb <= 0 or not 0 <= args.warmup_fraction < 1:
         raise ValueError("--threshold_mb must be positive and --warmup_fraction in [0, 1)")
     for dtype in args.dtype or ():
-        if dtype not in DTYPES:
-            raise ValueError(f"--dtype must be among {sorted(DTYPES)}, got {dtype!r}")
+        check_dtype(dtype)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

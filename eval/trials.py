@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .ratings_schema import config_label
+from tts_core.config_id import ConfigId
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS_FILE = ROOT / "assets" / "texts" / "sentences.json"
@@ -91,25 +91,13 @@ def load_prompts(folder: Path = PROMPT_DIR) -> dict[str, PromptAsset]:
 
 
 @dataclass(frozen=True)
-class ConfigSpec:
-    """One configuration under test (what a listener is asked to judge)."""
-
-    dtype: str
-    flow_steps: int
-
-    @property
-    def label(self) -> str:
-        return config_label(self.dtype, self.flow_steps)
-
-
-@dataclass(frozen=True)
 class TestPlan:
     """A listening test: the stimuli (texts x prompts x configs) and what each listener rates."""
 
     name: str
     text_ids: tuple[str, ...]
     prompt_ids: tuple[str, ...]
-    configs: tuple[ConfigSpec, ...]
+    configs: tuple[ConfigId, ...]
     baseline: str  # label of the reference configuration (side A of every pair)
     trials_per_listener: int
     seed: int = 0  # synthesis seed of every clip (the same for A and B)
@@ -136,7 +124,7 @@ class TestPlan:
             )
 
     @property
-    def pairs(self) -> tuple[tuple[ConfigSpec, ConfigSpec], ...]:
+    def pairs(self) -> tuple[tuple[ConfigId, ConfigId], ...]:
         """(A, B) pairs; A is the baseline (or the earlier config for ``comparisons='all'``)."""
         base = next(c for c in self.configs if c.label == self.baseline)
         others = [c for c in self.configs if c.label != self.baseline]
@@ -169,8 +157,20 @@ class TestPlan:
 
     def to_json(self) -> str:
         doc = asdict(self)
-        doc["configs"] = [asdict(c) for c in self.configs]
+        doc["configs"] = [c.label for c in self.configs]
         return json.dumps(doc, ensure_ascii=False, indent=2)
+
+
+def plan_config(entry: object) -> ConfigId:
+    """A plan's configuration entry: a label (``"bfloat16-n5"``) or ``{dtype, flow_steps}``."""
+    if isinstance(entry, str):
+        return ConfigId.parse(entry)
+    if isinstance(entry, dict):
+        unknown = sorted(set(entry) - {"dtype", "flow_steps"})
+        if unknown:
+            raise ValueError(f"unknown configuration field(s) {unknown}; use a label like 'bfloat16-n5'")
+        return ConfigId(str(entry["dtype"]), int(entry["flow_steps"]))
+    raise ValueError(f"a configuration is a label like 'bfloat16-n5', got {entry!r}")
 
 
 def plan_from_dict(doc: dict, texts: dict[str, TextItem] | None = None) -> TestPlan:
@@ -187,13 +187,14 @@ def plan_from_dict(doc: dict, texts: dict[str, TextItem] | None = None) -> TestP
         lang = text_sel.get("language") if isinstance(text_sel, dict) else None
         text_sel = [t.id for t in texts.values() if lang in (None, t.language)]
     try:
-        configs = tuple(ConfigSpec(str(c["dtype"]), int(c["flow_steps"])) for c in doc["configs"])
+        configs = tuple(plan_config(c) for c in doc["configs"])
+        baseline = doc.get("baseline")
         return TestPlan(
             name=str(doc.get("name", "unnamed plan")),
             text_ids=tuple(str(t) for t in text_sel or ()),
             prompt_ids=tuple(str(p) for p in doc.get("prompts", doc.get("prompt_ids")) or ()),
             configs=configs,
-            baseline=str(doc.get("baseline", configs[0].label if configs else "")),
+            baseline=ConfigId.parse(baseline).label if baseline else (configs[0].label if configs else ""),
             trials_per_listener=int(doc["trials_per_listener"]),
             seed=int(doc.get("seed", 0)),
             comparisons=str(doc.get("comparisons", "baseline")),
@@ -232,8 +233,8 @@ class Trial:
     index: int  # 0-based position in the listener's list
     text_id: str
     prompt_id: str
-    config_a: ConfigSpec
-    config_b: ConfigSpec
+    config_a: ConfigId
+    config_b: ConfigId
     shown_first: str  # "A" | "B": which configuration plays as the first clip
 
 

@@ -71,6 +71,8 @@ def judgement(trial_id: str, listener: str = "alice", text: str = "Hello, world.
         "model_id": "demo",
         "model_hash": "abc123",
         "app_version": "0.1.0",
+        "a_llm_backend": "eager",
+        "b_llm_backend": "eager",
     }
 
 

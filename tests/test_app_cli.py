@@ -26,7 +26,7 @@ def test_space_persistent_storage_is_used_when_present(tmp_path: Path, monkeypat
 
 def test_offline_default_falls_back_to_demo_but_explicit_id_fails(monkeypatch) -> None:
     import tts_core
-    import tts_core.factory
+    import tts_core.model.factory
 
     calls = []
 
@@ -37,7 +37,7 @@ def test_offline_default_falls_back_to_demo_but_explicit_id_fails(monkeypatch) -
         return "demo-pipeline"
 
     monkeypatch.setattr(tts_core, "load_pipeline", fake_load)
-    monkeypatch.setattr(tts_core.factory, "demo_model_dir", lambda: Path("/demo"))
+    monkeypatch.setattr(tts_core.model.factory, "demo_model_dir", lambda: Path("/demo"))
     args = app.build_parser().parse_args([])
     assert app.load_model(args) == "demo-pipeline"
     assert calls == [app.DEFAULT_MODEL_ID, "/demo"]

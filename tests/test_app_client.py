@@ -55,7 +55,7 @@ def free_port() -> int:
 def app(tmp_path_factory):
     from app import build_ui
     from tts_core import load_pipeline
-    from tts_core.factory import demo_model_dir
+    from tts_core.model.factory import demo_model_dir
 
     data = tmp_path_factory.mktemp("appdata")
     store = RatingsStore(data / "ratings.csv")
@@ -82,7 +82,12 @@ def rows(app) -> list[dict[str, str]]:
 
 
 def generate(
-    c: Client, text: str = "Hello, world.", prompt=PROMPT, steps=(10, 5), dtypes=("float32", "float32")
+    c: Client,
+    text: str = "Hello, world.",
+    prompt=PROMPT,
+    steps=(10, 5),
+    dtypes=("float32", "float32"),
+    streams=(False, False),
 ):
     return c.predict(
         text,
@@ -95,8 +100,19 @@ def generate(
         dtypes[1],
         0,
         "auto",
+        streams[0],
+        streams[1],
         api_name="/generate",
     )
+
+
+def test_playground_streamed_side_shows_first_chunk_and_edges(app) -> None:
+    c = client(app, "pg-stream")
+    text = "The quick brown fox jumps over the lazy dog, and the dog sleeps on in the afternoon sun."
+    _a, _b, info_a, info_b, _plot, distances, *_rest = generate(c, text=text, streams=(False, True))
+    assert "float32-n10" in info_a and "first chunk" not in info_a
+    assert "float32-n5-stream" in info_b and "first chunk" in info_b
+    assert "chunk edges" in distances
 
 
 def test_playground_generate_play_rate(app) -> None:
@@ -108,7 +124,7 @@ def test_playground_generate_play_rate(app) -> None:
     for path in (audio_a, audio_b):
         audio, rate = sf.read(path)
         assert rate == 24_000 and len(audio) > 0
-    assert "RTF" in info_a and "ran: float32" in info_a and "10 steps" in info_a and "5 steps" in info_b
+    assert "RTF" in info_a and "ran: float32" in info_a and "float32-n10" in info_a and "float32-n5" in info_b
     assert "LLM" in info_b and "flow" in info_b and "vocoder" in info_b
     assert "mel" in distances
     trial_id = re.search(r"`(pg-[0-9a-f]+)`", status).group(1)
@@ -267,8 +283,8 @@ def test_results_tab(app) -> None:
     for config, scores in by_config.items():
         assert shown[config][1] == len(scores)
         assert float(shown[config][4]) == pytest.approx(sum(scores) / len(scores), abs=0.005)
-    assert shown["float32-n10"][8] == "baseline"
-    assert "bootstrap" in method and "0.95" in method
+    assert shown["float32-n10"][9] == "baseline"
+    assert "cluster-t" in method and "0.95" in method
     names = sorted(Path(f).name for f in files)
     assert (
         any(n.startswith("ratings-") and n.endswith(".csv") for n in names) and "rating-sheet.xlsx" in names

@@ -14,6 +14,7 @@ from abapp.spectrogram import pair_figure
 from abapp.state import PairState, RatingRefused, Side, clean_listener_id, rating_row
 from abapp.synthesis import check_text, make_options, read_prompt_audio
 from eval.ratings import RatingsStore, format_row
+from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +27,8 @@ def pair(shown_first: str = "B", played=frozenset({"first", "second"}), rated: b
         text_id="en_01",
         text="Hello, world.",
         prompt_id="en_flite_slt",
-        a=Side(10, "float16", "torch", 0, "aaaa"),
-        b=Side(5, "bfloat16", "torch", 0, "bbbb"),
+        a=Side(ConfigId("float16", 10), "float16", "torch", "eager", 0, "aaaa"),
+        b=Side(ConfigId("bfloat16", 5), "bfloat16", "torch", "eager", 0, "bbbb"),
         shown_first=shown_first,
         model_id="m",
         model_hash="h",
@@ -148,6 +149,27 @@ def test_counts_table_from_store(tmp_path: Path) -> None:
     assert table.loc["float16-n10", "ratings"] == 2 and table.loc["float16-n10", "listeners"] == 2
     assert table.loc["float16-n10", "mean score (no CI)"] == 4.5
     assert table.loc["bfloat16-n5", "mean score (no CI)"] == 2.5
+
+
+def test_edge_distance_separates_chunk_edges_from_the_rest() -> None:
+    import numpy as np
+
+    from abapp.spectrogram import BOUNDARY_HALF_WIDTH_FRAMES, edge_mel_l1
+
+    a = np.zeros((80, 200), dtype=np.float32)
+    b = a.copy()
+    b[:, 100 - BOUNDARY_HALF_WIDTH_FRAMES : 100 + BOUNDARY_HALF_WIDTH_FRAMES] = 0.5  # differs only at the edge
+    near, far, frames = edge_mel_l1(a, b, (100,))
+    assert (near, far, frames) == (0.5, 0.0, 2 * BOUNDARY_HALF_WIDTH_FRAMES)
+
+
+def test_warmup_covers_the_offered_step_counts_in_every_dtype() -> None:
+    from app import warmup_configs
+
+    labels = [c.label for c in warmup_configs(("float16", "bfloat16"), (ConfigId("float16", 3, True),))]
+    assert labels == [
+        f"{d}-n{n}{s}" for d in ("float16", "bfloat16") for n in (10, 8, 5, 3) for s in ("", "-stream")
+    ]
 
 
 def test_results_table_shows_why_a_verdict_is_insufficient() -> None:

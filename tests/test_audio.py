@@ -1,4 +1,4 @@
-"""tts_core.audio: loading (formats, rates, channels, scaling), prompt checks and resampling.
+"""tts_core.frontend.audio: loading (formats, rates, channels, scaling), prompt checks and resampling.
 
 Truth comes from outside the module: int16 values written with scipy's WAV writer, numpy channel
 means, the official int16 / 32768 scaling, the FFT peak of a resampled sine.
@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 from scipy.io import wavfile
 
-from tts_core.audio import check_prompt_audio, load_audio, resample
 from tts_core.constants import MAX_PROMPT_SECONDS, MIN_PROMPT_SECONDS
+from tts_core.frontend.audio import check_prompt_audio, load_audio, resample
 
 
 def _speechlike_int16(sample_rate: int, seconds: float = 2.0, channels: int = 1) -> np.ndarray:

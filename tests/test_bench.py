@@ -56,7 +56,7 @@ def test_bench_cli_writes_every_output(bench_run):
     assert doc["settings"]["fixed_tokens"] == FIXED_TOKENS
     labels = [c["label"] for c in doc["configs"]]
     # backends outermost, then dtypes, then steps, in the order given
-    assert labels == ["float32-n1-auto", "float32-n2-auto", "bfloat16-n1-auto", "bfloat16-n2-auto"]
+    assert labels == ["float32-n1", "float32-n2", "bfloat16-n1", "bfloat16-n2"]
     for label in labels:
         assert label in proc.stdout
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -122,8 +122,8 @@ def test_cuda_index_from_device_label():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dtype", "float8"], "--dtype must be among"),
-        (["--flow_steps", "0"], "--flow_steps must be between"),
+        (["--dtype", "float8"], "dtype must be one of"),
+        (["--flow_steps", "0"], "flow_steps must be between 1 and"),
         (["--runs", "0"], "--runs must be at least 1"),
         (["--dtype", "float32", "float32"], "repeats a value"),
     ],

@@ -11,7 +11,7 @@ from eval import bench_kernels
 
 pytest.importorskip("triton", reason="Triton is not installed (it comes with requirements-test.txt)")
 
-from tts_core.triton_backbone import KernelTuning  # noqa: E402
+from tts_core.llm.triton_backbone import KernelTuning  # noqa: E402
 
 
 @pytest.mark.parametrize("quick", [True, False])

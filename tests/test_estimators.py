@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from tts_core.conformer import EncoderConfig
-from tts_core.cuda_graph_flow import (
+from tts_core.flow.backends import TorchEstimator
+from tts_core.flow.conformer import EncoderConfig
+from tts_core.flow.cuda_graph import (
     MIN_BUCKET_TOKENS,
     CudaGraphFlow,
     LruCache,
@@ -26,10 +27,10 @@ from tts_core.cuda_graph_flow import (
     encode_padded,
     padded_flow_mel,
 )
-from tts_core.estimator import EstimatorConfig
-from tts_core.estimators import TorchEstimator, select_estimator_backend
-from tts_core.flow import FlowConfig, FlowModel
-from tts_core.yaml_config import read_yaml
+from tts_core.flow.estimator_net import EstimatorConfig
+from tts_core.flow.model import FlowConfig, FlowModel
+from tts_core.flow.selection import select_estimator_backend
+from tts_core.model.yaml_config import read_yaml
 
 FP32_ATOL = 1e-4  # as test_flow_parity.py: a faithful fp32 implementation lands near 5e-6
 PROMPT_TOKENS, NEW_TOKENS = 25, 75  # the reference inputs
@@ -163,7 +164,7 @@ def small_flow() -> FlowModel:
 def test_select_backend_on_cpu(small_flow, caplog):
     cpu = torch.device("cpu")
     assert select_estimator_backend(small_flow, cpu, "torch").name == "torch"
-    with caplog.at_level(logging.INFO, logger="tts_core.estimators"):
+    with caplog.at_level(logging.INFO, logger="tts_core.flow.selection"):
         auto = select_estimator_backend(small_flow, cpu, "auto")
     assert auto.name == "torch" and "auto: torch" in caplog.text and "CUDA" in caplog.text
     with pytest.raises(ValueError, match="torch-cudagraph.*CUDA"):

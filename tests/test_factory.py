@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tts_core.factory import build_networks, write_configs
+from tts_core.model.factory import build_networks, write_configs
 
 # Parameter counts of the released CosyVoice2-0.5B checkpoints (llm.pt / flow.pt / hift.pt), as
 # counted on the official files (shared/cosyvoice2-facts.md §2; the LLM's tied head counted once).

@@ -1,4 +1,4 @@
-"""tts_core.features vs the official frontend features (reference/frontend/, see its README section 6).
+"""tts_core.frontend.features vs the official frontend features (reference/frontend/, see its README section 6).
 
 The reference arrays were produced by openai-whisper, torchaudio.compliance.kaldi and Matcha-TTS on the
 saved 16/24 kHz inputs, so these tests feed exactly those inputs (resampler parity is not expected).
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from tts_core import features
+from tts_core.frontend import features
 
 CASES = ("en_a_22k", "cmn_b_22k", "en_c_fast_22k", "en_a_16k", "en_a_24k", "en_a_44k_stereo")
 STRICT_ATOL = 1e-4  # the reference README's frontend tolerance

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from tts_core.conformer import (
+from tts_core.flow.backends import TorchEstimator
+from tts_core.flow.conformer import (
     EncoderConfig,
     _shift_to_relative,
     chunk_attention_mask,
     relative_position_table,
 )
-from tts_core.estimator import EstimatorConfig
-from tts_core.estimators import TorchEstimator
-from tts_core.flow import NOISE_FRAMES, FlowConfig, FlowModel
-from tts_core.yaml_config import read_yaml
+from tts_core.flow.estimator_net import EstimatorConfig
+from tts_core.flow.model import NOISE_FRAMES, FlowConfig, FlowModel
+from tts_core.model.yaml_config import read_yaml
 
 N_MELS = 80
 CFG_RATE = 0.7

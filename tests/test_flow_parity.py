@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from tts_core.estimators import TorchEstimator
-from tts_core.flow import FlowConfig, FlowModel, time_grid
-from tts_core.yaml_config import read_yaml
+from tts_core.flow.backends import TorchEstimator
+from tts_core.flow.model import FlowConfig, FlowModel, time_grid
+from tts_core.model.yaml_config import read_yaml
 
 FP32_ATOL = 1e-4  # README §5: a faithful fp32 CPU implementation lands far below this (measured ~5e-6)
 PROMPT_FRAMES = 50  # 25 prompt tokens x 2

@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tts_core.audio import load_audio, resample
 from tts_core.constants import SPEAKER_EMBEDDING_DIM, SPEECH_TOKEN_SIZE, TOKEN_RATE
-from tts_core.frontend import SpeechFrontend
-from tts_core.prompt import PromptFeatures
-from tts_core.tiny_onnx import write_campplus_onnx, write_speech_tokenizer_onnx
+from tts_core.frontend.audio import load_audio, resample
+from tts_core.frontend.prompt import PromptFeatures
+from tts_core.frontend.speech_frontend import SpeechFrontend
+from tts_core.model.tiny_onnx import write_campplus_onnx, write_speech_tokenizer_onnx
 
 CPU = torch.device("cpu")
 

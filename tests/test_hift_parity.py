@@ -16,8 +16,8 @@ import pytest
 import scipy.signal
 import torch
 
-from tts_core.hift import HiFTConfig, HiFTGenerator, normalize_hift_state_dict
-from tts_core.yaml_config import read_yaml
+from tts_core.model.yaml_config import read_yaml
+from tts_core.vocoder.hift import HiFTConfig, HiFTGenerator, normalize_hift_state_dict
 
 ALL_CASES = ("fp32_n10", "fp32_n5", "bf16_cast_n10", "fp16_cast_n10")  # HiFT is fp32 in every case
 F0_ATOL_HZ = 0.05  # measured 3.7e-4 Hz

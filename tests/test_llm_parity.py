@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tts_core.llm import LLMConfig, SpeechLM
-from tts_core.qwen2 import Qwen2Config
-from tts_core.yaml_config import read_yaml
+from tts_core.llm.qwen2 import Qwen2Config
+from tts_core.llm.speech_lm import LLMConfig, SpeechLM
+from tts_core.model.yaml_config import read_yaml
 
 FP32_ATOL = 1e-4  # issue 2: LLM logits within 1e-4 max abs in fp32
 # Cast runs: the official cast model and ours run the same ops on CPU in the same dtype, but

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tts_core.llm_static import StaticDecoder
+from tts_core.llm.static_decoder import StaticDecoder
 from tts_core.options import SynthesisOptions
 
 from .test_llm_parity import build_lm

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tts_core import load_pipeline
-from tts_core.factory import write_random_model
+from tts_core.model import model_dir
+from tts_core.config_id import ConfigId
+from tts_core.model.factory import write_random_model
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,33 @@ def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.parametrize(
+    ("source", "hub", "model_id"),
+    [
+        ("iic/CosyVoice2-0.5B", "ModelScope", "iic/CosyVoice2-0.5B"),
+        ("FunAudioLLM/CosyVoice2-0.5B", "Hugging Face", "FunAudioLLM/CosyVoice2-0.5B"),
+        ("modelscope:someone/tuned", "ModelScope", "someone/tuned"),
+        ("hf:iic/CosyVoice2-0.5B", "Hugging Face", "iic/CosyVoice2-0.5B"),
+    ],
+)
+def test_hub_is_told_by_prefix_or_owner(source, hub, model_id):
+    assert model_dir._hub_and_id(source) == (hub, model_id)
+    assert model_dir.looks_like_hub_id(source)
+
+
+def test_unreachable_hugging_face_hub_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="FunAudioLLM/NoSuchModel.*unreachable"):
+        load_pipeline("FunAudioLLM/NoSuchModel", device="cpu")
+    assert time.monotonic() - start < 30
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set"):
+        load_pipeline("FunAudioLLM/NoSuchModel", device="cpu")
+
+
 def test_nonsense_source():
     with pytest.raises(ValueError, match="neither a model directory"):
         load_pipeline("/no/such/dir/anywhere", device="cpu")
@@ -124,4 +153,7 @@ def test_llm_backend_needs_cuda(good_dir, llm_backend):
 def test_info_names_what_runs_and_warmup(good_dir):
     pipe = load_pipeline(good_dir, device="cpu")
     assert (pipe.info.backend, pipe.info.llm_backend) == ("torch", "eager")
-    pipe.warmup(["float32", "bfloat16"], flow_steps=(2,))
+    report = pipe.warmup([ConfigId("float32", 2), ConfigId("bfloat16", 2)], max_tokens=64)
+    assert report.device_memory_mb == 0 and report.seconds > 0
+    # On a CPU nothing is captured; the dtype copy is the one piece of one-time work it reports.
+    assert [w.what.split()[0] for w in report.work] == ["bfloat16"]

@@ -20,9 +20,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tts_core.estimator import CausalConditionalDecoder, EstimatorConfig
-from tts_core.flow import FlowConfig, FlowModel
-from tts_core.onnx_export import (
+from tts_core.flow.estimator_net import CausalConditionalDecoder, EstimatorConfig
+from tts_core.flow.model import FlowConfig, FlowModel
+from tts_core.flow.onnx_export import (
     MODEL_DIR_ONNX,
     ONNX_INPUTS,
     ONNX_OPSET,
@@ -35,7 +35,7 @@ from tts_core.onnx_export import (
     file_sha256,
     model_dir_onnx,
 )
-from tts_core.yaml_config import read_yaml
+from tts_core.model.yaml_config import read_yaml
 
 FP32_ATOL = 1e-4  # as test_flow_parity.py
 ORT_TORCH_ATOL = 1e-4  # same float32 graph, different kernels: measured <= 4.6e-6

@@ -54,4 +54,4 @@ def test_rejects_bad_values(field, value):
 def test_dtype_mapping():
     assert torch_dtype("bfloat16") is torch.bfloat16
     assert SynthesisOptions(dtype="float16").torch_dtype is torch.float16
-    assert SynthesisOptions(flow_steps=5, dtype="bfloat16").label() == "bfloat16 / 5 steps"
+    assert SynthesisOptions(flow_steps=5, dtype="bfloat16").config.label == "bfloat16-n5"

@@ -12,7 +12,7 @@ import torch
 
 from tts_core import PromptFeatures, SynthesisOptions, load_pipeline
 from tts_core.constants import MAX_TEXT_CHARS
-from tts_core.factory import write_random_model
+from tts_core.model.factory import write_random_model
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "prompts"
 SECONDS_PER_TOKEN = 2 * 480 / 24000  # two mel frames of 480 samples at 24 kHz

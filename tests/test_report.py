@@ -256,7 +256,7 @@ def _corrupt(path: Path, column: str, value: str, row: int = 2) -> None:
         (lambda p: _corrupt(p, "score_a", "3.5"), "'score_a' must hold integers"),
         (lambda p: _corrupt(p, "preference", "left"), "'preference' must be one of"),
         (lambda p: _corrupt(p, "listener_id", ""), "'listener_id' is empty in data row 3"),
-        (lambda p: p.write_text(p.read_text() + "1,2,3\n"), "3 fields where the header has 28"),
+        (lambda p: p.write_text(p.read_text() + "1,2,3\n"), "3 fields where the header has 30"),
         (lambda p: p.write_text(""), "empty"),
         (lambda p: p.write_text(",".join(COLUMNS) + "\n"), "no ratings"),
         (lambda p: p.write_bytes(b"\xff\xfe\x00garbage\x00\x81"), "cannot be read"),

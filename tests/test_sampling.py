@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.stats import chisquare
 
-from tts_core.sampling import SamplingParams, draw_uniforms, ras_sample
+from tts_core.llm.sampling import SamplingParams, draw_uniforms, ras_sample
 
 PARAMS = SamplingParams(top_p=0.8, top_k=25, win_size=10, tau_r=0.1)
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])

@@ -99,15 +99,12 @@ def test_summary_matches_the_rows(scored):
     assert doc["environment"]["command"].startswith("python -m eval.score_plan")
 
 
-@pytest.mark.parametrize("spec", ["float32", "float32-10", "float8:10", "float32:0", "float32:x"])
-def test_bad_reference(spec):
-    with pytest.raises(ValueError, match="DTYPE:STEPS"):
-        score_plan.parse_reference(spec)
-
-
-def test_reference_parses():
-    ref = score_plan.parse_reference("bfloat16:5")
-    assert (ref.dtype, ref.flow_steps, ref.label) == ("bfloat16", 5, "bfloat16-n5")
+@pytest.mark.parametrize("spec", ["float32", "float32:10", "float8-n10", "float32-n0"])
+def test_bad_reference_exits_2(spec, tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(PLAN))
+    assert score_plan.main([str(plan), "--demo", "--device", "cpu", "--reference", spec]) == 2
+    assert "DTYPE-nSTEPS" in capsys.readouterr().err
 
 
 def test_unknown_text_id_exits_2(tmp_path, capsys):

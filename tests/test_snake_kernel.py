@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tts_core.hift import SNAKE_EPS, Snake
+from tts_core.vocoder.hift import SNAKE_EPS, Snake
 
 pytest.importorskip("triton", reason="Triton is not installed (it comes with requirements-test.txt)")
 
-from tts_core.snake_kernel import snake  # noqa: E402
+from tts_core.vocoder.snake_kernel import snake  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tts_core.text import TextTokenizer
-from tts_core.tiny_tokenizer import TINY_VOCAB_SIZE, write_tiny_tokenizer
+from tts_core.frontend.tokenizer import TextTokenizer
+from tts_core.model.tiny_tokenizer import TINY_VOCAB_SIZE, write_tiny_tokenizer
 
 # Independent truth: the dict the official CosyVoice2Tokenizer hands to HF add_special_tokens,
 # typed here from cosyvoice/tokenizer/tokenizer.py (not imported from tts_core).

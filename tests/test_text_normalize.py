@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tts_core.text_normalize import (
+from tts_core.frontend.text_normalize import (
     MERGE_LEN,
     TOKEN_MAX_N,
     TOKEN_MIN_N,

@@ -12,14 +12,14 @@ import copy
 import pytest
 import torch
 
-from tts_core.factory import build_networks, write_configs
-from tts_core.llm import SpeechLM
-from tts_core.llm_static import StaticDecoder, _backbone_step, _new_state, fuse_projections
+from tts_core.llm.speech_lm import SpeechLM
+from tts_core.llm.static_decoder import StaticDecoder, _backbone_step, _new_state, fuse_projections
+from tts_core.model.factory import build_networks, write_configs
 from tts_core.options import SynthesisOptions
 
 pytest.importorskip("triton", reason="Triton is not installed (it comes with requirements-test.txt)")
 
-from tts_core.triton_backbone import KernelTuning, TritonBackbone, speech_logits  # noqa: E402
+from tts_core.llm.triton_backbone import KernelTuning, TritonBackbone, speech_logits  # noqa: E402
 
 # The kernels run on the GPU where there is one, else under Triton's CPU interpreter (conftest).
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tts_core import trt_backend
-from tts_core.estimator import CausalConditionalDecoder, EstimatorConfig
-from tts_core.onnx_export import ONNX_INPUTS, ONNX_OUTPUT, example_inputs, export_estimator_onnx
-from tts_core.trt_backend import (
+from tts_core.flow.estimator_net import CausalConditionalDecoder, EstimatorConfig
+from tts_core.flow import tensorrt as trt_backend
+from tts_core.flow.onnx_export import ONNX_INPUTS, ONNX_OUTPUT, example_inputs, export_estimator_onnx
+from tts_core.flow.tensorrt import (
     TRT_NOT_INSTALLED,
     EngineKey,
     TrtProfile,
@@ -286,9 +286,9 @@ def test_engine_matches_torch(tmp_path, dtype, max_rel):
 
 @pytest.mark.requires_trt
 def test_tensorrt_flow_backend_runs_the_flow(tmp_path):
-    from tts_core.conformer import EncoderConfig
-    from tts_core.estimators import select_estimator_backend
-    from tts_core.flow import FlowConfig, FlowModel
+    from tts_core.flow.conformer import EncoderConfig
+    from tts_core.flow.model import FlowConfig, FlowModel
+    from tts_core.flow.selection import select_estimator_backend
 
     cfg = FlowConfig(
         input_size=64,

@@ -24,17 +24,17 @@ _EXPORTS = {
     "Pipeline": "pipeline",
     "PipelineInfo": "pipeline",
     "load_pipeline": "pipeline",
-    "PromptFeatures": "prompt",
+    "PromptFeatures": "frontend.prompt",
     "GeneratedTokens": "results",
     "SynthesisResult": "results",
     "Timings": "results",
 }
 
 if TYPE_CHECKING:
-    from .options import DTYPES, SynthesisOptions
-    from .pipeline import Pipeline, PipelineInfo, load_pipeline
-    from .prompt import PromptFeatures
-    from .results import GeneratedTokens, SynthesisResult, Timings
+    from tts_core.frontend.prompt import PromptFeatures
+    from tts_core.options import DTYPES, SynthesisOptions
+    from tts_core.pipeline import Pipeline, PipelineInfo, load_pipeline
+    from tts_core.results import GeneratedTokens, SynthesisResult, Timings
 
 
 def __getattr__(name: str):

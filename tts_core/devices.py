@@ -9,7 +9,7 @@ from functools import cache
 
 import torch
 
-from .options import torch_dtype
+from tts_core.options import torch_dtype
 
 
 @dataclass(frozen=True)

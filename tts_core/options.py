@@ -11,14 +11,16 @@ from dataclasses import dataclass
 
 import torch
 
+from tts_core.config_id import DTYPE_NAMES, MAX_FLOW_STEPS, ConfigId, check_int
+
 # The single place that maps a dtype name to a torch dtype.
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+assert tuple(DTYPES) == DTYPE_NAMES
 
-MAX_FLOW_STEPS = 50
 MAX_FIXED_TOKENS = 4_000
 
 
@@ -28,14 +30,6 @@ def torch_dtype(name: str) -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}") from None
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    # bool is an int subclass; True as a step count is a caller bug, not 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
 
 
 def _check_float(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
@@ -62,14 +56,15 @@ class SynthesisOptions:
     min_token_text_ratio: float = 2.0  # min speech tokens per text token (official 2)
     max_token_text_ratio: float = 20.0  # max speech tokens per text token (official 20)
     fixed_tokens: int | None = None  # benchmarks: emit exactly this many tokens, ignoring stop tokens
+    streaming: bool = False  # render chunk by chunk as the official stream=True does (tts_core.streaming.schedule)
 
     def __post_init__(self) -> None:
-        _check_int("flow_steps", self.flow_steps, 1, MAX_FLOW_STEPS)
+        check_int("flow_steps", self.flow_steps, 1, MAX_FLOW_STEPS)
         torch_dtype(self.dtype)
-        _check_int("seed", self.seed, 0, 2**63 - 1)
+        check_int("seed", self.seed, 0, 2**63 - 1)
         _check_float("top_p", self.top_p, 0.0, 1.0, low_open=True)
-        _check_int("top_k", self.top_k, 1, 10_000)
-        _check_int("win_size", self.win_size, 1, 1_000)
+        check_int("top_k", self.top_k, 1, 10_000)
+        check_int("win_size", self.win_size, 1, 1_000)
         _check_float("tau_r", self.tau_r, 0.0, 1.0, low_open=True)
         _check_float("speed", self.speed, 0.5, 2.0)
         _check_float("min_token_text_ratio", self.min_token_text_ratio, 0.0, 100.0)
@@ -77,7 +72,14 @@ class SynthesisOptions:
         if self.max_token_text_ratio < self.min_token_text_ratio:
             raise ValueError("max_token_text_ratio must not be below min_token_text_ratio")
         if self.fixed_tokens is not None:
-            _check_int("fixed_tokens", self.fixed_tokens, 1, MAX_FIXED_TOKENS)
+            check_int("fixed_tokens", self.fixed_tokens, 1, MAX_FIXED_TOKENS)
+        if not isinstance(self.streaming, bool):
+            raise ValueError(f"streaming must be True or False, got {self.streaming!r}")
+        if self.streaming and self.speed != 1.0:
+            # As officially: a speed change stretches the whole mel, which chunks cannot do.
+            raise ValueError(
+                f"speed must be 1.0 when streaming (got {self.speed}): streamed chunks cannot be re-timed"
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -87,6 +89,12 @@ class SynthesisOptions:
         """A copy with ``changes`` applied and validated."""
         return dataclasses.replace(self, **changes)
 
-    def label(self) -> str:
-        """Short human label of the settings listeners compare, e.g. ``bfloat16 / 5 steps``."""
-        return f"{self.dtype} / {self.flow_steps} steps"
+    @property
+    def config(self) -> ConfigId:
+        """The configuration identity these options render (what a listening test compares)."""
+        return ConfigId(dtype=self.dtype, flow_steps=self.flow_steps, streaming=self.streaming)
+
+    def with_config(self, config: ConfigId) -> SynthesisOptions:
+        """These options (seed, sampling, ...) rendering ``config``: the one place that turns a
+        configuration identity into synthesis options."""
+        return self.replace(dtype=config.dtype, flow_steps=config.flow_steps, streaming=config.streaming)

@@ -13,30 +13,58 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .constants import MAX_TEXT_CHARS
-from .devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
-from .estimators import BACKEND_CHOICES
-from .frontend import SpeechFrontend
-from .loading import LoadedModels, load_models
-from .model_dir import ModelDir, resolve_source, weights_digest
-from .options import SynthesisOptions
-from .prompt import PromptFeatures
-from .results import GeneratedTokens, SynthesisResult, Timings
-from .runtime import ModelCopies
-from .text import TextTokenizer
-from .text_normalize import detect_language, normalize_text, split_sentences
+from tts_core.config_id import ConfigId
+from tts_core.constants import MAX_TEXT_CHARS, N_MELS, SPEAKER_EMBEDDING_DIM
+from tts_core.devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
+from tts_core.flow.selection import BACKEND_CHOICES
+from tts_core.frontend.prompt import PromptFeatures
+from tts_core.frontend.speech_frontend import SpeechFrontend
+from tts_core.frontend.text_normalize import detect_language, normalize_text, split_sentences
+from tts_core.frontend.tokenizer import TextTokenizer
+from tts_core.model.loading import LoadedModels, load_models
+from tts_core.model.model_dir import ModelDir, resolve_source, weights_digest
+from tts_core.options import SynthesisOptions
+from tts_core.results import GeneratedTokens, OneTimeWork, SynthesisResult, Timings
+from tts_core.runtime import DtypeModels, ModelCopies
+from tts_core.streaming.render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
+from tts_core.streaming.session import StreamJob, SynthesisStream
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-WARMUP_TEXT_IDS = (1, 2, 3, 4)  # any valid text ids: warm-up output is discarded
-WARMUP_TOKENS = 8
-WARMUP_PROMPT_TOKENS = 25
+WARMUP_PROMPT_TOKENS = 75  # 3 s of prompt speech
+WARMUP_PROMPT_TEXT_TOKENS = 12
+# (text tokens, speech tokens) of the whole requests warm-up runs per dtype (output discarded):
+# 2, 10 and 20 s of audio, so the prefill and the vocoder have met short and long inputs.
+WARMUP_REQUESTS = ((8, 50), (32, 250), (96, 500))
+# Text lengths whose decode states warm-up builds: with the default token ratios they need the KV
+# capacities 1024 and 4096 of llm_static.CAPACITY_LADDER (a sentence up to ~180 text tokens).
+WARMUP_TEXT_TOKENS = (4, 180)
+# Flow graphs are captured at warm-up for prompt + new tokens up to this (41 s of mel: a 15 s
+# prompt and a 26 s sentence); a longer input is captured on first use, reported as one-time work.
+WARMUP_MAX_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """What :meth:`Pipeline.warmup` did and what it holds."""
+
+    seconds: float  # wall clock of the whole warm-up
+    work: tuple[OneTimeWork, ...]  # each piece of one-time work it paid
+    device_memory_mb: float  # GPU memory reserved by it (0 on a CPU)
+
+    def summary(self) -> str:
+        graphs = sum(w.what.startswith("flow graph") for w in self.work)
+        return (
+            f"warm-up {self.seconds:.1f} s: {graphs} flow graphs, {len(self.work) - graphs} other one-time "
+            f"steps; holds {self.device_memory_mb:.0f} MB of GPU memory"
+        )
 
 
 @dataclass(frozen=True)
@@ -115,20 +143,24 @@ class Pipeline:
         dtype_ran, warning = resolve_dtype(self._device, options.dtype)
         if warning:
             log.warning(warning)
-        models = self._copies.get(dtype_ran)
-        decode = models.generate
         zero_shot = prompt.mode == "zero_shot"
         prompt_text = prompt.text_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
         prompt_speech = prompt.speech_tokens if zero_shot else torch.zeros(0, dtype=torch.long)
         dev = self._device.torch
         generator = torch.Generator(device=dev).manual_seed(options.seed)
+        text_ids = [torch.tensor(ids, dtype=torch.long) for ids in segments_ids]
         with self._lock:
+            # One-time work (a dtype copy, decoder compilation and graph capture) first, timed
+            # apart: the LLM time shows what decoding costs when warm.
+            one_time = [self._copies.ensure(dtype_ran)]
+            models = self._copies.get(dtype_ran)
+            one_time += [models.prepare_llm(ids, prompt_text, prompt_speech, options) for ids in text_ids]
             synchronize(dev)
             start = time.perf_counter()
             out = []
-            for ids in segments_ids:
-                tokens = decode(
-                    torch.tensor(ids, dtype=torch.long),
+            for ids in text_ids:
+                tokens = models.generate(
+                    ids,
                     prompt_text,
                     prompt_speech,
                     options,
@@ -138,7 +170,15 @@ class Pipeline:
                 out.append(tokens.cpu())
             synchronize(dev)
             seconds = time.perf_counter() - start
-        return GeneratedTokens(tuple(out), texts, seconds, dtype_ran, options, models.llm_backend)
+        return GeneratedTokens(
+            tuple(out),
+            texts,
+            seconds,
+            dtype_ran,
+            options,
+            models.llm_backend,
+            one_time=tuple(w for w in one_time if w is not None),
+        )
 
     def _segment_text(self, text: str | Sequence[int]) -> tuple[list[list[int]], tuple[str, ...]]:
         if not isinstance(text, str):
@@ -171,11 +211,18 @@ class Pipeline:
         tokens: GeneratedTokens | torch.Tensor | Sequence[torch.Tensor],
         prompt: PromptFeatures,
         options: SynthesisOptions,
+        excitation: ExcitationSource | None = None,
     ) -> SynthesisResult:
-        """Render speech tokens with the flow settings of ``options`` (flow_steps, dtype, speed).
+        """Render speech tokens with the flow settings of ``options`` (flow_steps, dtype, speed,
+        streaming).
 
         Render the same ``GeneratedTokens`` twice with different options to compare flow settings
         on identical tokens. The result's LLM time is that of ``tokens`` when it is GeneratedTokens.
+        ``options.streaming`` renders them chunk by chunk as the official streaming path does
+        (:mod:`tts_core.streaming.schedule`) and lists the chunks in ``result.stream``.
+        ``excitation``: a test seam; the vocoder's excitation per vocoder call (e.g. a
+        :class:`~tts_core.streaming.render.RecordedExcitation` of the official run) instead of fresh
+        draws seeded by ``options.seed``.
         """
         segments, llm_seconds, warnings = self._token_segments(tokens)
         llm_backend = tokens.llm_backend if isinstance(tokens, GeneratedTokens) else "none"
@@ -183,17 +230,28 @@ class Pipeline:
         if warning:
             warnings.append(warning)
             log.warning(warning)
-        models = self._copies.get(dtype_ran)
-        flow, backend = models.flow, models.flow_backend
+        one_time = list(tokens.one_time) if isinstance(tokens, GeneratedTokens) else []
+        if options.streaming:
+            llm = (llm_seconds, llm_backend)
+            return self._stream_tokens(
+                segments, prompt, options, excitation, dtype_ran, llm, warnings, one_time
+            )
         dev = self._device.torch
         p_tokens = prompt.speech_tokens.to(dev).unsqueeze(0)
         p_mel = prompt.mel.to(dev).unsqueeze(0)
         p_emb = prompt.embedding.to(dev).unsqueeze(0)
-        generator = torch.Generator(device=dev).manual_seed(options.seed)
+        if excitation is None:
+            generator = torch.Generator(device=dev).manual_seed(options.seed)
+            excitation = DrawnExcitation(self._models.hift, generator)
         mels, audio = [], []
         flow_s = vocoder_s = 0.0
         with self._lock:
-            for seg in segments:
+            one_time.append(self._copies.ensure(dtype_ran))
+            models = self._copies.get(dtype_ran)
+            flow, backend = models.flow, models.flow_backend
+            for index, seg in enumerate(segments):
+                # A graph capture for a new length or step count is paid here, outside the timing.
+                one_time.append(backend.prepare(p_tokens.shape[1] + seg.numel(), options.flow_steps))
                 synchronize(dev)
                 t0 = time.perf_counter()
                 mel = backend.run_flow(
@@ -205,7 +263,7 @@ class Pipeline:
                 synchronize(dev)
                 t1 = time.perf_counter()
                 with tf32_convolutions(self._device):
-                    wav = self._models.hift(mel.float(), generator)
+                    wav = vocode(self._models.hift, mel.float(), excitation, index)
                 synchronize(dev)
                 t2 = time.perf_counter()
                 flow_s += t1 - t0
@@ -223,6 +281,65 @@ class Pipeline:
             llm_backend=llm_backend,
             device=self._device.label,
             warnings=tuple(warnings),
+            one_time=tuple(w for w in one_time if w is not None),
+        )
+
+    def _stream_tokens(
+        self,
+        segments: list[torch.Tensor],
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+        excitation: ExcitationSource | None,
+        dtype_ran: str,
+        llm: tuple[float, str],
+        warnings: list[str],
+        one_time: list[OneTimeWork | None],
+    ) -> SynthesisResult:
+        """``tokens_to_audio`` with ``options.streaming``: every call of the schedule, in order.
+
+        llm: (seconds, decoder) of the LLM run that made the tokens; one_time: what it paid.
+        """
+        with self._lock:
+            one_time.append(self._copies.ensure(dtype_ran))
+            models = self._copies.get(dtype_ran)
+            synchronize(self._device.torch)
+            start = time.perf_counter()
+            renderer = self._renderer(models, prompt, options, excitation, start)
+            renderer.render_tokens(segments)
+            wall = time.perf_counter() - start
+        return renderer.result(
+            speech_tokens=tuple(segments),
+            options=options,
+            dtype_ran=dtype_ran,
+            llm=llm,
+            warnings=tuple(warnings),
+            wall_seconds=llm[0] + wall,
+            llm_overlapped=False,
+            one_time=tuple(w for w in one_time if w is not None),
+        )
+
+    def _renderer(
+        self,
+        models: DtypeModels,
+        prompt: PromptFeatures,
+        options: SynthesisOptions,
+        excitation: ExcitationSource | None,
+        request_start: float,
+    ) -> ChunkRenderer:
+        dev = self._device.torch
+        if excitation is None:
+            generator = torch.Generator(device=dev).manual_seed(options.seed)
+            excitation = DrawnExcitation(self._models.hift, generator)
+        return ChunkRenderer(
+            models.flow,
+            models.flow_backend,
+            models.chunk_backend,
+            self._models.hift,
+            self._device,
+            PromptTensors.of(prompt, dev),
+            options.flow_steps,
+            excitation,
+            request_start,
         )
 
     def _token_segments(self, tokens) -> tuple[list[torch.Tensor], float, list[str]]:
@@ -255,7 +372,19 @@ class Pipeline:
         options: SynthesisOptions,
         progress: Progress | None = None,
     ) -> SynthesisResult:
-        """Text -> audio with one set of options (LLM and flow in ``options.dtype``)."""
+        """Text -> audio with one set of options (LLM and flow in ``options.dtype``).
+
+        With ``options.streaming`` this is :meth:`stream` run to the end: the result records the
+        chunks and the first-chunk latency of a real stream (the LLM decoding while chunks render).
+        """
+        if options.streaming:
+            stream = self.stream(text, prompt, options)
+            for number, _ in enumerate(stream, start=1):
+                if progress:  # the total is not known until the LLM stops
+                    progress(0.5, f"streamed {number} chunk{'s' if number > 1 else ''}")
+            if progress:
+                progress(1.0, "done")
+            return stream.result
         if progress:
             progress(0.0, "generating speech tokens")
         tokens = self.generate_tokens(text, prompt, options)
@@ -266,19 +395,103 @@ class Pipeline:
             progress(1.0, "done")
         return result
 
-    def warmup(self, dtypes: Sequence[str], flow_steps: Sequence[int] = (10,)) -> None:
-        """Build the dtype copies and run every fast path once (torch.compile, CUDA-graph
-        capture, TensorRT engine build) so that the first listener does not wait for them."""
-        prompt = PromptFeatures.from_arrays(
-            [],
-            torch.zeros(WARMUP_PROMPT_TOKENS, dtype=torch.long),
-            torch.zeros(2 * WARMUP_PROMPT_TOKENS, 80),
-            torch.ones(192),
+    def stream(
+        self, text: str | Sequence[int], prompt: PromptFeatures, options: SynthesisOptions
+    ) -> SynthesisStream:
+        """Text -> audio chunks as they are ready, while the LLM keeps decoding.
+
+        ``options.streaming`` must be True. Iterate over the returned stream for
+        :class:`~tts_core.streaming.session.AudioChunk` items, then read ``stream.result``: the stitched
+        audio (the same as ``tokens_to_audio`` of the same tokens with these options), the chunks,
+        ``first_chunk_latency`` (request start -> first chunk on the host, device synchronised) and
+        ``stream.chunk_intervals``. Text problems raise ValueError here, before any work.
+        """
+        if not options.streaming:
+            raise ValueError("stream() renders streamed audio: pass options with streaming=True")
+        segments_ids, _ = self._segment_text(text)
+        dtype_ran, warning = resolve_dtype(self._device, options.dtype)
+        if warning:
+            log.warning(warning)
+        with self._lock:
+            copy_work = self._copies.ensure(dtype_ran)
+            models = self._copies.get(dtype_ran)
+        job = StreamJob(
+            segments=tuple(segments_ids),
+            prompt=prompt,
+            options=options,
+            dtype_ran=dtype_ran,
+            models=models,
+            make_renderer=partial(self._renderer, models, prompt, options, None),
+            device=self._device,
+            lock=self._lock,
+            warnings=(warning,) if warning else (),
+            one_time=(copy_work,) if copy_work is not None else (),
         )
-        for dtype in dtypes:
-            for steps in flow_steps:
-                options = SynthesisOptions(dtype=dtype, flow_steps=steps, fixed_tokens=WARMUP_TOKENS)
-                self.synthesize(WARMUP_TEXT_IDS, prompt, options)
+        return SynthesisStream(job)
+
+    def warmup(
+        self,
+        configs: Sequence[ConfigId],
+        max_tokens: int = WARMUP_MAX_TOKENS,
+        progress: Progress | None = None,
+    ) -> WarmupReport:
+        """Pay every one-time cost the listed configurations will meet, now, before serving.
+
+        Per dtype: the dtype copy, the LLM decoder's compilation and graph capture for the KV
+        capacities of WARMUP_TEXT_TOKENS, the vocoder's kernels; per configuration: the flow graph
+        of every length bucket up to ``max_tokens`` (prompt + new tokens), and for a streaming
+        configuration the chunk graphs of those buckets too. A request beyond that is prepared on
+        first use, and its one-time work is reported apart from its timings.
+        """
+        dev = self._device.torch
+        held_before = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
+        start = time.perf_counter()
+        # A zero-shot prompt of about 3 s, like the app's (text tokens and speech tokens).
+        prompt = PromptFeatures.from_arrays(
+            torch.ones(WARMUP_PROMPT_TEXT_TOKENS, dtype=torch.long),
+            torch.zeros(WARMUP_PROMPT_TOKENS, dtype=torch.long),
+            torch.zeros(2 * WARMUP_PROMPT_TOKENS, N_MELS),
+            torch.ones(SPEAKER_EMBEDDING_DIM),
+        )
+        work: list[OneTimeWork] = []
+        dtypes = list(dict.fromkeys(c.dtype for c in configs))
+        for i, config in enumerate(configs):
+            if progress:
+                progress(i / max(1, len(configs)), f"warming up {config.label}")
+            if config.dtype in dtypes:  # first configuration of its dtype: the LLM and the vocoder
+                dtypes.remove(config.dtype)
+                work += self._warm_llm_and_vocoder(config, prompt)
+            dtype_ran, _ = resolve_dtype(self._device, config.dtype)
+            copy_ = self._copies.get(dtype_ran)
+            with self._lock:
+                work += [copy_.flow_backend.prepare(n, config.flow_steps) for n in range(1, max_tokens + 1)]
+                if config.streaming:  # chunk calls hold 3 look-ahead tokens, so they have more than 3
+                    chunked = copy_.chunk_backend
+                    work += [chunked.prepare_chunk(n, config.flow_steps) for n in range(4, max_tokens + 1)]
+        synchronize(dev)
+        held_after = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
+        return WarmupReport(
+            seconds=time.perf_counter() - start,
+            work=tuple(w for w in work if w is not None),
+            device_memory_mb=(held_after - held_before) / 2**20,
+        )
+
+    def _warm_llm_and_vocoder(self, config: ConfigId, prompt: PromptFeatures) -> list[OneTimeWork | None]:
+        """Decoder states for the KV capacities of WARMUP_TEXT_TOKENS, and whole requests at the
+        lengths of WARMUP_REQUESTS: first kernel launches, per-shape cuBLAS/cuDNN plans of the
+        prefill and the vocoder are paid here, not by the first listener."""
+        work: list[OneTimeWork | None] = []
+        for n_text, n_tokens in WARMUP_REQUESTS:
+            options = SynthesisOptions(fixed_tokens=n_tokens).with_config(config)
+            result = self.synthesize(list(range(1, 1 + n_text)), prompt, options)
+            work += result.one_time
+        models = self._copies.get(result.dtype_ran)
+        natural = SynthesisOptions().with_config(config)  # stops by itself: the real capacities
+        with self._lock:
+            for n_text in WARMUP_TEXT_TOKENS:
+                ids = torch.ones(n_text, dtype=torch.long)
+                work.append(models.prepare_llm(ids, prompt.text_tokens, prompt.speech_tokens, natural))
+        return work
 
     # ------------------------------------------------------------------ internals
     def _require_tokenizer(self) -> TextTokenizer:

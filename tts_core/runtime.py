@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .devices import DeviceInfo
-from .estimators import FlowBackend, select_estimator_backend
-from .flow import FlowModel
-from .llm import SpeechLM
-from .llm_static import StaticDecoder
-from .loading import LoadedModels
-from .options import torch_dtype
+from tts_core.devices import DeviceInfo, synchronize
+from tts_core.flow.backends import ChunkFlowBackend, FlowBackend
+from tts_core.flow.model import FlowModel
+from tts_core.flow.selection import select_estimator_backend
+from tts_core.llm.speech_lm import SpeechLM
+from tts_core.llm.static_decoder import StaticDecoder
+from tts_core.model.loading import LoadedModels
+from tts_core.options import SynthesisOptions, torch_dtype
+from tts_core.results import OneTimeWork
+from tts_core.streaming.render import select_chunk_backend
 
 LLM_BACKENDS = ("auto", "eager", "cuda-graph", "cuda-graph-compiled", "cuda-graph-triton")
 _STEP_KIND = {"cuda-graph": "torch", "cuda-graph-compiled": "compiled", "cuda-graph-triton": "triton"}
@@ -45,8 +49,16 @@ class DtypeModels:
     llm: SpeechLM
     flow: FlowModel
     generate: Callable[..., torch.Tensor]  # SpeechLM.generate's signature
+    # (text ids, prompt text ids, prompt speech tokens, options) -> the decoder's one-time work
+    prepare_llm: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SynthesisOptions], OneTimeWork | None]
     llm_backend: str  # one of LLM_BACKENDS other than "auto"
     flow_backend: FlowBackend
+    generate_pieces: Callable[..., Iterator[torch.Tensor]]  # SpeechLM.generate_pieces's signature
+    chunk_backend: ChunkFlowBackend  # non-final streaming calls (tts_core.streaming.schedule)
+
+
+def _eager_needs_nothing(*_inputs: object) -> OneTimeWork | None:
+    return None  # the eager decoder builds nothing per shape
 
 
 class ModelCopies:
@@ -80,6 +92,17 @@ class ModelCopies:
                 self._copies[dtype] = self._build(dtype)
             return self._copies[dtype]
 
+    def ensure(self, dtype: str) -> OneTimeWork | None:
+        """Build the ``dtype`` copy now if it is missing, timing it (None when it exists)."""
+        with self._lock:
+            if dtype in self._copies:
+                return None
+            start = time.perf_counter()
+            self._copies[dtype] = self._build(dtype)
+            synchronize(self._device.torch)
+            seconds = time.perf_counter() - start
+        return OneTimeWork(f"{dtype} copy of the LLM and flow, decoder and flow backend set up", seconds)
+
     def _build(self, dtype: str) -> DtypeModels:
         if dtype == "float32":
             llm, flow = self._models.llm, self._models.flow
@@ -89,13 +112,24 @@ class ModelCopies:
             flow = copy.deepcopy(self._models.flow).to(target)
         llm_backend = self._resolve_llm_backend(dtype, llm)
         if llm_backend == "eager":
-            generate = llm.generate
+            decoder, prepare = llm, _eager_needs_nothing
         else:
-            generate = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend]).generate
+            decoder = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend])
+            prepare = decoder.prepare
         backend = select_estimator_backend(
             flow, self._device.torch, self._flow_backend, self._estimator_onnx, None
         )
-        return DtypeModels(dtype, llm, flow, generate, llm_backend, backend)
+        return DtypeModels(
+            dtype,
+            llm,
+            flow,
+            decoder.generate,
+            prepare,
+            llm_backend,
+            backend,
+            decoder.generate_pieces,
+            select_chunk_backend(flow, backend),
+        )
 
     def _resolve_llm_backend(self, dtype: str, llm: SpeechLM) -> str:
         """What "auto" means for one dtype; explicit choices are kept.
@@ -110,7 +144,7 @@ class ModelCopies:
         if not self._device.is_cuda:
             return "eager"
         if dtype != "float32" and triton_missing() is None:
-            from .triton_backbone import triton_supports
+            from tts_core.llm.triton_backbone import triton_supports
 
             if triton_supports(llm.backbone) is None:
                 return "cuda-graph-triton"

@@ -28,12 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tts_core.factory import SIZES  # noqa: E402
-from tts_core.llm import LLMConfig, SpeechLM  # noqa: E402
-from tts_core.llm_static import StaticDecoder, _new_state, fuse_projections  # noqa: E402
+from tts_core.llm.qwen2 import Qwen2Config  # noqa: E402
+from tts_core.llm.speech_lm import LLMConfig, SpeechLM  # noqa: E402
+from tts_core.llm.static_decoder import StaticDecoder, _new_state, fuse_projections  # noqa: E402
+from tts_core.llm.triton_backbone import TritonBackbone, speech_logits  # noqa: E402
+from tts_core.model.factory import SIZES  # noqa: E402
 from tts_core.options import SynthesisOptions  # noqa: E402
-from tts_core.qwen2 import Qwen2Config  # noqa: E402
-from tts_core.triton_backbone import TritonBackbone, speech_logits  # noqa: E402
 
 N_TOKENS = 250
 

@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import tts_core.hift as hift_module  # noqa: E402
+import tts_core.vocoder.hift as hift_module  # noqa: E402
 from tts_core import load_pipeline  # noqa: E402
 
 

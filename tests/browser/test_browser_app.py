@@ -42,8 +42,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "browser-admin"
-STARTUP_TIMEOUT_S = 120
-GENERATE_TIMEOUT_MS = 90_000
+# NOTE: no deadline on work whose length depends on the machine (start-up, synthesis): the test
+# waits for the app's own signals (its URL answers; the status line; an error toast) for as long as
+# the app process lives. A dead app or an error toast fails at once.
+NO_DEADLINE = 0  # Playwright: wait without a timeout
 # Plan-only configurations: these labels appear nowhere in the page unless the plan leaks.
 PLAN = {
     "name": "browser plan",
@@ -95,6 +97,8 @@ def seed_ratings(path: Path) -> None:
                 "b_flow_steps": 3,
                 "b_dtype": "float32",
                 "b_backend": "torch",
+                "a_llm_backend": "eager",
+                "b_llm_backend": "eager",
                 "b_seed": 0,
                 "b_clip_id": "y",
                 "shown_first": "AB"[k % 2],
@@ -137,14 +141,12 @@ def server(tmp_path_factory):
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + STARTUP_TIMEOUT_S
-    while True:
+    while True:  # until the app answers, or its process has ended
         try:
             urllib.request.urlopen(url, timeout=2)
             break
         except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
+            if proc.poll() is not None:
                 pytest.fail(f"app did not start: {(data / 'app.log').read_text()[-3000:]}")
             time.sleep(0.5)
     yield {"url": url, "data": data, "csv": data / "ratings.csv"}
@@ -167,7 +169,7 @@ def browser(server):
 def open_app(browser, server, listener: str | None = None):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(server["url"])
-    page.wait_for_selector("#pg-generate", timeout=60_000)
+    page.wait_for_selector("#pg-generate", timeout=NO_DEADLINE)
     if listener:
         page.fill("#listener-id textarea", listener)
         page.click("#listener-set")
@@ -193,6 +195,19 @@ def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
         arg=[selector, text],
         timeout=timeout,
     )
+
+
+def wait_for_work(page, selector: str, text: str) -> None:
+    """Wait, with no deadline, until ``selector`` shows ``text`` (the work is done) or an error toast
+    appears (then fail with its message)."""
+    page.wait_for_function(
+        "([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)"
+        " || [...document.querySelectorAll('.toast-body')].some(e => /error/i.test(e.className + e.innerText))",
+        arg=[selector, text],
+        timeout=NO_DEADLINE,
+    )
+    toasts = [t.inner_text() for t in page.locator(".toast-body").all()]
+    assert text in page.inner_text(selector), f"the app reported an error instead: {toasts}"
 
 
 def play(page, audio_id: str) -> None:
@@ -231,7 +246,7 @@ def test_playground_generate_play_rate(browser, server) -> None:
     set_float32(page)
     page.click("#pg-generate")
     assert page.locator("#pg-generate").is_disabled()  # no double submit while running
-    wait_text(page, "#pg-status", "New pair", GENERATE_TIMEOUT_MS)
+    wait_for_work(page, "#pg-status", "New pair")
     playwright_api.expect(page.locator("#pg-generate")).to_be_enabled()
     assert "RTF" in page.inner_text("#pg-info-a") and "ran: float32" in page.inner_text("#pg-info-b")
     screenshot(page, "playground")
@@ -295,8 +310,8 @@ def test_bad_input_shows_errors_and_app_stays_usable(browser, server, tmp_path: 
     steps_a.fill("3")
     steps_a.press("Enter")
     page.click("#pg-generate")
-    wait_text(page, "#pg-status", "New pair", GENERATE_TIMEOUT_MS)  # still usable
-    assert "3 steps" in page.inner_text("#pg-info-a")
+    wait_for_work(page, "#pg-status", "New pair")  # still usable
+    assert "float32-n3" in page.inner_text("#pg-info-a")
     page.close()
 
 
@@ -310,7 +325,7 @@ def test_blind_two_trials_with_reload(browser, server) -> None:
     expect_error(admin, "wrong admin password")
     admin.fill("#blind-admin-pw input", PASSWORD)
     admin.click("#blind-generate")
-    wait_text(admin, "#blind-plan-status", "6 / 6 generated", GENERATE_TIMEOUT_MS)
+    wait_for_work(admin, "#blind-plan-status", "6 / 6 generated")
     admin.close()
 
     page = open_app(browser, server, "browser-blind")

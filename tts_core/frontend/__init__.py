@@ -1,0 +1,1 @@
+"""Inputs: audio I/O, features, text tokenizer and normalisation, voice prompt features."""

@@ -1,0 +1,1 @@
+"""The HiFT vocoder: generator, harmonic source, Snake kernel."""
