@@ -311,6 +311,32 @@ def _config_row(
     )
 
 
+def _exclusion_warnings(n_duplicates: int, repeated_rows: list[int]) -> list[str]:
+    """What the report did not count: repeated trial ids, rows repeated without a trial id."""
+    warnings = [f"{n_duplicates} repeated trial_id row(s) ignored (first kept)"] if n_duplicates else []
+    if repeated_rows:
+        shown = ", ".join(map(str, repeated_rows[:MAX_ROWS_LISTED]))
+        extra = len(repeated_rows) - MAX_ROWS_LISTED
+        warnings.append(
+            f"{len(repeated_rows)} row(s) without trial_id repeat an earlier row field for field "
+            f"(timestamp aside) and are counted once: data row(s) {shown}"
+            + (f" and {extra} more" if extra > 0 else "")
+        )
+    return warnings
+
+
+def _ceiling_warning(mos_base: float, rows: Sequence[ConfigSummary], margin: float) -> list[str]:
+    """A warning when the baseline is near the top of the scale and a verdict rests on few listeners."""
+    tested = [r for r in rows if r.verdict in (stats.VERDICT_PASS, stats.VERDICT_FAIL)]
+    if mos_base >= CEILING_MOS and any(r.n_listeners < CEILING_MIN_LISTENERS for r in tested):
+        return [
+            f"baseline MOS {mos_base:.2f} is near the top of the scale: with fewer than "
+            f"{CEILING_MIN_LISTENERS} listeners a configuration that truly loses {margin:.0%} passes somewhat "
+            "more often than the nominal 5% (6.1% measured at MOS 4.5 with 6 listeners)"
+        ]
+    return []
+
+
 def summarize(
     ratings: pd.DataFrame | str | Path | Sequence[Mapping[str, object]],
     baseline: str,
@@ -335,18 +361,7 @@ def summarize(
     stats.derived_rng(seed)  # validates the seed before any work
     table, repeated_rows = drop_repeated_rows(_load(ratings))
     table, n_duplicates = drop_duplicate_trials(table)
-    warnings = [f"{n_duplicates} repeated trial_id row(s) ignored (first kept)"] if n_duplicates else []
-    if repeated_rows:
-        shown = ", ".join(map(str, repeated_rows[:MAX_ROWS_LISTED]))
-        more = (
-            f" and {len(repeated_rows) - MAX_ROWS_LISTED} more"
-            if len(repeated_rows) > MAX_ROWS_LISTED
-            else ""
-        )
-        warnings.append(
-            f"{len(repeated_rows)} row(s) without trial_id repeat an earlier row field for field "
-            f"(timestamp aside) and are counted once: data row(s) {shown}{more}"
-        )
+    warnings = _exclusion_warnings(n_duplicates, repeated_rows)
     warnings += config_notes(table)
     # --baseline/--anchor name configurations the way the log's labels are counted
     # (``fp16-n10`` or ``float16-n10-tensorrt`` -> ``float16-n10``).
@@ -394,13 +409,7 @@ def summarize(
                 f"{row.config}: {row.n_listeners} listener(s), {row.n_texts} text(s): at least "
                 f"{stats.MIN_LISTENERS} of each needed for a MOS interval"
             )
-    tested = [r for r in rows if r.verdict in (stats.VERDICT_PASS, stats.VERDICT_FAIL)]
-    if mos_base >= CEILING_MOS and any(r.n_listeners < CEILING_MIN_LISTENERS for r in tested):
-        warnings.append(
-            f"baseline MOS {mos_base:.2f} is near the top of the scale: with fewer than "
-            f"{CEILING_MIN_LISTENERS} listeners a configuration that truly loses {margin:.0%} passes somewhat "
-            "more often than the nominal 5% (6.1% measured at MOS 4.5 with 6 listeners)"
-        )
+    warnings += _ceiling_warning(mos_base, rows, margin)
     listeners = tuple(screening.screen_listeners(table, baseline, anchor))
     flagged = [s.listener_id for s in listeners if s.flags]
     if flagged:

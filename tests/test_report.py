@@ -390,3 +390,16 @@ def test_insufficient_verdict_says_why_in_text_json_and_sheets(tmp_path):
     with xlsx.open(newline="") as f:
         sheet = {r["config"]: r for r in csv.DictReader(f)}
     assert (sheet[FAST]["verdict"], sheet[FAST]["reason"]) == ("insufficient", reason)
+
+
+def test_near_the_ceiling_with_few_listeners_the_report_warns():
+    rows = [
+        _judgement(f"L{i}", f"t{j}", FAST, BASE, 5 - (i + j) % 3 // 2, 5) for i in range(6) for j in range(8)
+    ]
+    summary = report.summarize(pd.DataFrame(rows, columns=COLUMNS), BASE)
+    assert summary.config(BASE).mos >= report.CEILING_MOS and summary.config(FAST).verdict in ("pass", "fail")
+    assert any("near the top of the scale" in w for w in summary.warnings)
+    lower = [dict(r) | {"score_b": "4"} for r in rows]  # baseline MOS 4: no warning
+    assert not any(
+        "near the top" in w for w in report.summarize(pd.DataFrame(lower, columns=COLUMNS), BASE).warnings
+    )
