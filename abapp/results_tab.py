@@ -1,6 +1,8 @@
 """Results tab: MOS per configuration with intervals, the 5% non-inferiority verdict, downloads.
 
-The statistics are ``eval.report.summarize`` (two-way cluster bootstrap by listener and text);
+The statistics are ``eval.report.summarize`` with its default method (the small-sample two-way
+cluster-robust t of eval/cluster_t.py, clustered by listener and text; measured level and coverage
+in docs/verdict-validation.md); a comparison too small for a verdict shows "insufficient" and why;
 when that module cannot be imported the tab falls back to plain counts and says so. With an
 admin password set, nothing is computed or offered for download without it.
 """
@@ -33,13 +35,14 @@ TABLE_COLUMNS = [
     "MOS",
     "95% CI",
     "vs baseline",
+    "test",
     "lower bound",
     "verdict",
 ]
 VERDICT_ICONS = {
     "pass": "✅ pass",
     "fail": "❌ fail",
-    "insufficient": "… not enough data",
+    "insufficient": "… insufficient",
     "baseline": "baseline",
 }
 
@@ -91,8 +94,9 @@ def summary_frame(summary) -> pd.DataFrame:
                 "MOS": _num(c.mos),
                 "95% CI": f"{_num(c.ci_low)} – {_num(c.ci_high)}" if math.isfinite(c.ci_low) else "–",
                 "vs baseline": "–" if c.verdict == "baseline" else f"{_num(100 * c.rel_change, '+.1f')}%",
+                "test": c.comparison or "–",  # which judgements "vs baseline" and the bound use
                 "lower bound": _num(c.noninferiority_lower_bound, ".3f"),
-                "verdict": VERDICT_ICONS.get(c.verdict, c.verdict),
+                "verdict": VERDICT_ICONS.get(c.verdict, c.verdict) + (f": {c.reason}" if c.reason else ""),
             }
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -117,7 +121,9 @@ def _method_markdown(summary, methods: dict[str, str]) -> str:
     text = (
         f"**Criterion:** a configuration passes when the one-sided {summary.confidence:.0%} lower confidence bound "
         f"of MOS_config / MOS_baseline is above {keep:.2f} (at most {summary.margin:.0%} below `{summary.baseline}`).  \n"
-        f"**Method:** {methods['noninferiority']}. MOS intervals: {methods['mos_ci']}.  \n"
+        f"**Method ({summary.method}):** {methods['noninferiority']}. MOS intervals: {methods['mos_ci']}.  \n"
+        f"**vs baseline:** MOS_config / MOS_baseline - 1 on the judgements of the test (column test). "
+        f"**Insufficient:** {methods['insufficient']}.  \n"
         f"{summary.n_judgements} judgements · {summary.n_listeners} listeners · {summary.n_texts} texts"
     )
     if summary.warnings:
@@ -186,7 +192,7 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
     files.append(sheets.write_xlsx(summary, pd.DataFrame(rows), folder / "rating-sheet.xlsx"))
     return (
         summary_frame(summary),
-        _method_markdown(summary, report.METHODS),
+        _method_markdown(summary, report.method_descriptions(summary.method)),
         preferences_markdown(summary),
         figure,
         [str(f) for f in files],

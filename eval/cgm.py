@@ -1,5 +1,10 @@
 """Analytic two-way cluster-robust variance of a mean (Cameron, Gelbach & Miller 2011).
 
+This is the plain form, ``method="cgm"`` of eval.stats. The default method, ``"cluster-t"``, uses
+the same decomposition with small-sample corrections (eval/cluster_t.py: jackknife cluster sums,
+V_cell without the listener and text spread, df from a working model) and a skewness-corrected
+one-sided bound (eval/verdict_bounds.py); docs/verdict-validation.md compares them.
+
 Ratings are clustered twice over: by listener and by text. For an estimator that is a weighted mean
 of the ratings, theta = sum_i w_i y_i, write its influence contributions
 ``psi_i = w_i * (y_i - mean of y_i's group)`` (for a plain mean of N ratings, psi_i = (y_i - ybar) / N).
@@ -62,9 +67,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
-MIN_CLUSTERS = 2  # a one-way variance needs at least two clusters (G / (G - 1))
+from eval import cluster_t, verdict_bounds
+
+MIN_CLUSTERS = cluster_t.MIN_VARIANCE_CLUSTERS  # a one-way variance needs two clusters (G / (G - 1))
 
 
 @dataclass(frozen=True)
@@ -83,66 +89,29 @@ class TwoWayVariance:
         return float(np.sqrt(self.variance))
 
 
-def _count_groups(groups: np.ndarray) -> int:
-    """Number of distinct non-negative integer codes in groups (N,)."""
-    return int(np.count_nonzero(np.bincount(groups))) if groups.size else 0
-
-
-def one_way_variance(psi: np.ndarray, groups: np.ndarray) -> float:
-    """G / (G - 1) * sum_g (sum_{i in g} psi_i)^2 over the G non-empty groups.
-
-    psi: (N,) influence contributions; groups: (N,) integer codes >= 0. NaN with fewer than
-    MIN_CLUSTERS groups.
-    """
-    sums = np.bincount(groups, weights=psi)
-    n_groups = _count_groups(groups)
-    if n_groups < MIN_CLUSTERS:
-        return float("nan")
-    return float(n_groups / (n_groups - 1) * np.dot(sums, sums))
-
-
 def two_way_variance(psi: np.ndarray, listener: np.ndarray, text: np.ndarray) -> TwoWayVariance:
     """Two-way variance of the estimate whose influence contributions are psi (N,).
 
-    listener, text: (N,) integer codes >= 0 of each contribution's listener and text. All parts are
-    NaN with fewer than MIN_CLUSTERS listeners or texts.
+    listener, text: (N,) codes (any ids) of each contribution's listener and text. All parts are
+    NaN with fewer than MIN_CLUSTERS listeners or texts. The arithmetic is eval/cluster_t.py's
+    (batched over data sets); this is its one-data-set view.
     """
     psi = np.asarray(psi, dtype=float)
-    listener, text = np.asarray(listener, dtype=np.int64), np.asarray(text, dtype=np.int64)
+    listener, text = np.asarray(listener), np.asarray(text)
     if not psi.shape == listener.shape == text.shape or psi.ndim != 1:
         raise ValueError(
             f"psi, listener and text must be (N,) arrays of one length, got {psi.shape}, "
             f"{listener.shape}, {text.shape}"
         )
-    n_listeners, n_texts = _count_groups(listener), _count_groups(text)
-    if min(n_listeners, n_texts) < MIN_CLUSTERS:
-        nan = float("nan")
-        return TwoWayVariance(nan, nan, nan, nan, 0.0, False)
-    cell = listener * (int(text.max()) + 1) + text
-    n_cells = _count_groups(cell)
-    v_l = one_way_variance(psi, listener)
-    v_t = one_way_variance(psi, text)
-    v_c = one_way_variance(psi, cell)
-    combined = v_l + v_t - v_c
-    fallback = not combined > 0.0
-    variance = max(v_l, v_t) if fallback else combined
-    # C >= max(L, T) >= 2 non-empty cells, so no denominator is zero.
-    spread = v_l**2 / (n_listeners - 1) + v_t**2 / (n_texts - 1) + v_c**2 / (n_cells - 1)
-    df = satterthwaite_df(variance, spread, n_listeners, n_texts)
-    return TwoWayVariance(float(variance), v_l, v_t, v_c, df, fallback)
-
-
-def satterthwaite_df(variance: float, spread: float, n_listeners: int, n_texts: int) -> float:
-    """variance^2 / spread clamped to [1 / (1/(L-1) + 1/(T-1)), min(L, T) - 1] (module docstring).
-
-    spread: sum over the three one-way parts of part^2 / (its clusters - 1). With no spread at all
-    (every psi 0) the upper end is returned: the interval has zero width whatever the df.
-    """
-    low = 1.0 / (1.0 / (n_listeners - 1) + 1.0 / (n_texts - 1))
-    high = float(min(n_listeners, n_texts) - 1)
-    if not spread > 0.0:
-        return high
-    return float(np.clip(variance**2 / spread, low, high))
+    m = cluster_t.cgm_moments(psi[None, :], cluster_t.ClusterDesign.from_codes(listener, text))
+    return TwoWayVariance(
+        float(m.variance[0]),
+        float(m.v_listener[0]),
+        float(m.v_text[0]),
+        float(m.v_cell[0]),
+        float(m.df[0]),
+        bool(m.fallback[0]),
+    )
 
 
 def mean_influence(y: np.ndarray) -> np.ndarray:
@@ -156,4 +125,4 @@ def t_quantile(level: float, df: float) -> float:
 
     NaN when df is not > 0 (fewer than two listeners or texts).
     """
-    return float(sps.t.ppf(level, df)) if df > 0 else float("nan")
+    return float(verdict_bounds.t_quantile(level, np.asarray([df]))[0])

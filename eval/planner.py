@@ -1,24 +1,28 @@
 """Sample-size planner: how many listeners x texts decide "within 5%" with the wanted power.
 
-Model of one paired judgement (listener l, text t) of configuration v against the baseline, on a
-latent scale that is then rounded and clipped to the 1..5 buttons (``discrete=True``)::
+The model of a paired judgement is eval/listening_model.py's: listener, text, listener x
+configuration (``listener_drop_sd``: listeners differ in how much they hear the degradation),
+text x configuration (``text_drop_sd``) and residual effects on a latent scale, rounded and
+clipped to the 1..5 buttons, with the latent means chosen so that the EXPECTED observed MOS is
+``base_mos`` and ``(1 - true_drop) * base_mos``. Each listener judges every text once.
 
-    score_base = mu_base + a_l + b_t + e1
-    score_v    = mu_v    + a_l + s_l + b_t + e2
-    a_l ~ N(0, listener_sd^2), b_t ~ N(0, text_sd^2), s_l ~ N(0, listener_drop_sd^2),
-    e1, e2 ~ N(0, residual_sd^2), all independent
+The listener x configuration spread is the variance that matters: the paired difference cancels
+each listener's and text's offset, but not how much a listener hears the degradation, so that
+spread divided by the number of listeners dominates the error of the verdict when listeners are
+few. Give it (``--listener-drop-sd``; 0.3 by default, a prudent guess without a pilot) or let
+``--pilot`` estimate every component from a pilot ratings log.
 
-``mu_base``/``mu_v`` are chosen so that the EXPECTED observed MOS is ``base_mos`` and
-``(1 - true_drop) * base_mos`` (rounding and clipping included). Each listener judges every text
-once. Power is the share of simulated tests that pass, where the test is exactly
-:func:`eval.stats.noninferiority_test` with the chosen ``method``: the two-way cluster bootstrap
-(default; its conservativeness is priced in) or the analytic two-way cluster-robust variance
-(``"cgm"``, which counts the residual once and so needs fewer judgements). A normal approximation
-ranks the candidate designs first, so that only a few of them are simulated.
+Power is the share of simulated tests that pass, where the test is exactly
+:func:`eval.stats.noninferiority_test` with the chosen ``method`` (default: the report's, "cluster-t";
+the analytic methods are simulated for all tests at once through eval/cluster_t.py, the bootstrap
+one test at a time). A normal approximation ranks the candidate designs first, so that only a few
+of them are simulated. Designs below the verdict's minimum (eval.stats.min_clusters_for_verdict)
+are never recommended: their verdict is "insufficient". The recommended sizes were checked by
+an independent simulation (python -m eval.simulate_verdict --planner-check; docs/verdict-validation.md).
 
 Command line (spread given directly or estimated from a pilot ratings log)::
 
-    python -m eval.planner --listener-sd 0.5 --text-sd 0.3 --residual-sd 0.7 --drop 0.02 --power 0.8
+    python -m eval.planner --listener-sd 0.5 --text-sd 0.3 --residual-sd 0.7 --listener-drop-sd 0.3 --drop 0.02 --power 0.8
     python -m eval.planner --pilot pilot.csv --base-mos 4.1 --drop 0.02 [--method cgm]
 """
 
@@ -31,40 +35,34 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 from scipy import stats as sps
 
-from eval import stats
+from eval import cluster_t, stats, verdict_bounds, working_model
+from eval.listening_model import (  # noqa: F401  (expected_discrete_mos, latent_mean_for: planner API)
+    PairedDesign,
+    VarianceComponents,
+    expected_discrete_mos,
+    latent_mean_for,
+    simulate_tests,
+)
 from eval.ratings_io import SCORE_MAX, SCORE_MIN
 
-DEFAULT_LISTENER_GRID: tuple[int, ...] = (8, 12, 16, 20, 24, 32, 40, 48, 64)
+DEFAULT_LISTENER_GRID: tuple[int, ...] = (5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
 DEFAULT_TEXT_GRID: tuple[int, ...] = (10, 15, 20, 30, 40, 60)
-DEFAULT_N_SIMS = 200  # simulated listening tests per evaluated design
+DEFAULT_N_SIMS = 1000  # simulated listening tests per evaluated design (MC error +-0.013 at 80%)
+DEFAULT_LISTENER_DROP_SD = 0.3  # CLI default without a pilot: listeners do differ in what they hear
 PLANNER_N_BOOT = 500  # replicates per simulated test: power needs many tests more than exact bounds
-MAX_SIMULATED_DESIGNS = 8  # stop simulating after this many candidate designs
+MAX_SIMULATED_DESIGNS = 40  # stop simulating after this many candidate designs (analytic tests)
+MAX_SIMULATED_BOOTSTRAP = 8  # the same for the bootstrap, whose simulations are slow
+# A design is recommended when its simulated power is this many Monte Carlo standard errors above
+# the target: the first design to cross the target is, by chance, often one just below it.
+POWER_SAFETY_SE = 1.0
 APPROX_SLACK = 0.15  # simulate designs whose approximate power is within this of the target
 ROUNDING_VARIANCE = 1.0 / 12.0  # variance added by rounding a continuous score to an integer
 # The pigeonhole bootstrap counts the residual variance about three times (eval/stats.py).
 BOOTSTRAP_RESIDUAL_FACTOR = 3.0
 BACKFIT_ITERATIONS = 50
-
-
-@dataclass(frozen=True)
-class VarianceComponents:
-    """Spread of scores, in score points (standard deviations)."""
-
-    listener_sd: float  # a listener's offset on every configuration (strict vs lenient)
-    text_sd: float  # a text's offset on every configuration (hard vs easy sentence)
-    residual_sd: float  # one rating around listener + text + configuration
-    listener_drop_sd: float = 0.0  # listeners differ in how much they hear the tested degradation
-
-    def __post_init__(self) -> None:
-        for name in ("listener_sd", "text_sd", "residual_sd", "listener_drop_sd"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if self.residual_sd == 0:
-            raise ValueError("residual_sd must be > 0 (real ratings always vary)")
+SIM_CHUNK = 2000  # simulated tests per batch (memory: SIM_CHUNK x judgements floats)
 
 
 @dataclass(frozen=True)
@@ -90,23 +88,7 @@ class SampleSizePlan:
     target_power: float
     recommended: DesignPower | None  # None when no design of the grid reached the target
     evaluated: tuple[DesignPower, ...]
-    method: str = stats.METHOD_BOOTSTRAP  # the test whose power was simulated
-
-
-def expected_discrete_mos(latent_mean: float, sd: float) -> float:
-    """E[clip(round(X), 1, 5)] for X ~ N(latent_mean, sd^2), from the normal CDF."""
-    edges = np.arange(SCORE_MIN, SCORE_MAX) + 0.5  # 1.5, 2.5, 3.5, 4.5
-    cdf = sps.norm.cdf((edges - latent_mean) / sd)
-    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
-    return float(np.dot(np.arange(SCORE_MIN, SCORE_MAX + 1), probs))
-
-
-def latent_mean_for(mos: float, sd: float) -> float:
-    """The latent mean whose rounded, clipped scores have expected value ``mos``."""
-    if not SCORE_MIN < mos < SCORE_MAX:
-        raise ValueError(f"a MOS must be strictly between {SCORE_MIN} and {SCORE_MAX}, got {mos}")
-    span = 10.0 * sd + SCORE_MAX
-    return float(optimize.brentq(lambda m: expected_discrete_mos(m, sd) - mos, -span, span, xtol=1e-10))
+    method: str = stats.DEFAULT_METHOD  # the test whose power was simulated
 
 
 def _check_plan_args(base_mos: float, true_drop: float, margin: float) -> None:
@@ -116,36 +98,6 @@ def _check_plan_args(base_mos: float, true_drop: float, margin: float) -> None:
         raise ValueError(f"true_drop must be in [0, 1), got {true_drop}")
     if not (base_mos * (1 - true_drop) > SCORE_MIN and base_mos < SCORE_MAX):
         raise ValueError(f"base_mos and the dropped MOS must lie in ({SCORE_MIN}, {SCORE_MAX})")
-
-
-def simulate_paired(
-    components: VarianceComponents,
-    *,
-    base_mos: float,
-    true_drop: float,
-    n_listeners: int,
-    n_texts: int,
-    rng: np.random.Generator,
-    discrete: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One simulated paired test: ``(score_v, score_base, listener, text)``, each (L*T,)."""
-    c = components
-    shared_var = c.listener_sd**2 + c.text_sd**2 + c.residual_sd**2
-    mu_b, mu_v = base_mos, base_mos * (1 - true_drop)
-    if discrete:
-        mu_b = latent_mean_for(mu_b, math.sqrt(shared_var))
-        mu_v = latent_mean_for(mu_v, math.sqrt(shared_var + c.listener_drop_sd**2))
-    listener = np.repeat(np.arange(n_listeners), n_texts)
-    text = np.tile(np.arange(n_texts), n_listeners)
-    a = rng.normal(0.0, c.listener_sd, n_listeners)[listener]
-    s = rng.normal(0.0, c.listener_drop_sd, n_listeners)[listener]
-    b = rng.normal(0.0, c.text_sd, n_texts)[text]
-    y_b = mu_b + a + b + rng.normal(0.0, c.residual_sd, listener.size)
-    y_v = mu_v + a + s + b + rng.normal(0.0, c.residual_sd, listener.size)
-    if discrete:
-        y_b = np.clip(np.round(y_b), SCORE_MIN, SCORE_MAX)
-        y_v = np.clip(np.round(y_v), SCORE_MIN, SCORE_MAX)
-    return y_v, y_b, listener, text
 
 
 def approx_power(
@@ -158,28 +110,34 @@ def approx_power(
     n_texts: int,
     discrete: bool = True,
     confidence: float = stats.CONFIDENCE,
-    method: str = stats.METHOD_BOOTSTRAP,
+    method: str = stats.DEFAULT_METHOD,
 ) -> float:
-    """Normal approximation of the power of the test (ignores clipping).
+    """Normal approximation of the power of the test (ignores clipping and skewness).
 
-    With k = 1 - m, D = score_v - k * score_base has listener variance m^2 sl^2 + sd^2, text
-    variance m^2 st^2 and residual variance (1 + k^2) se^2. The estimate's spread is the true one;
-    the test's spread is that of the bootstrap (residual counted BOOTSTRAP_RESIDUAL_FACTOR times,
-    normal quantile) or, for "cgm", the true one with the t quantile of the harmonic-type df
-    1 / (1/(L-1) + 1/(T-1)), the floor of eval/cgm.py's rule that paired differences usually hit.
+    With k = 1 - m, D = score_v - k * score_base has listener variance m^2 sl^2 + sd_l^2, text
+    variance m^2 st^2 + sd_t^2 (sd_l, sd_t: the drop spreads) and residual variance
+    (1 + k^2) se^2. The estimate's spread is the true one; the test's spread is that of the
+    bootstrap (residual counted BOOTSTRAP_RESIDUAL_FACTOR times, normal quantile) or, for the
+    analytic methods, the true one with the t quantile of the clamped Satterthwaite df that the
+    expected one-way parts give (eval/cgm.py).
     """
     stats.check_method(method)
+    if stats.insufficient_reason(n_listeners * n_texts, n_listeners, n_texts, confidence):
+        return 0.0
     c, k, n = components, 1.0 - margin, n_listeners * n_texts
-    resid = c.residual_sd**2 + (ROUNDING_VARIANCE if discrete else 0.0)
-    between = (margin**2 * c.listener_sd**2 + c.listener_drop_sd**2) / n_listeners
-    between += margin**2 * c.text_sd**2 / n_texts
-    var_true = between + (1 + k**2) * resid / n
+    resid = (1 + k**2) * (c.residual_sd**2 + (ROUNDING_VARIANCE if discrete else 0.0)) / n
+    part_l = (margin**2 * c.listener_sd**2 + c.listener_drop_sd**2) / n_listeners
+    part_t = (margin**2 * c.text_sd**2 + c.text_drop_sd**2) / n_texts
+    var_true = part_l + part_t + resid
     mean_d = base_mos * (margin - true_drop)
-    if method == stats.METHOD_CGM:
+    if method in stats.ANALYTIC_RULES:
         var_test = var_true
-        quantile = sps.t.ppf(confidence, 1.0 / (1.0 / (n_listeners - 1) + 1.0 / (n_texts - 1)))
+        spread = (part_l + resid) ** 2 / (n_listeners - 1) + (part_t + resid) ** 2 / (n_texts - 1)
+        spread += resid**2 / (n - 1)
+        df = cluster_t.satterthwaite_df(np.array([var_true]), np.array([spread]), n_listeners, n_texts)[0]
+        quantile = sps.t.ppf(confidence, df)
     else:
-        var_test = between + BOOTSTRAP_RESIDUAL_FACTOR * (1 + k**2) * resid / n
+        var_test = part_l + part_t + BOOTSTRAP_RESIDUAL_FACTOR * resid
         quantile = sps.norm.ppf(confidence)
     return float(sps.norm.cdf((mean_d - quantile * math.sqrt(var_test)) / math.sqrt(var_true)))
 
@@ -197,34 +155,53 @@ def simulate_power(
     discrete: bool = True,
     confidence: float = stats.CONFIDENCE,
     seed: int = 0,
-    method: str = stats.METHOD_BOOTSTRAP,
+    method: str = stats.DEFAULT_METHOD,
 ) -> float:
-    """Share of ``n_sims`` simulated tests (see :func:`simulate_paired`) whose verdict is "pass"."""
+    """Share of ``n_sims`` simulated balanced tests (eval/listening_model.py) whose verdict is "pass".
+
+    0.0 for a design below the verdict's minimum (its verdict is "insufficient").
+    """
     _check_plan_args(base_mos, true_drop, margin)
     stats.check_method(method)
     rng = stats.derived_rng(seed, "power", f"{n_listeners}x{n_texts}")
+    design = PairedDesign.balanced(n_listeners, n_texts)
+    if stats.insufficient_reason(design.n_judgements, n_listeners, n_texts, confidence):
+        return 0.0
+    rule = stats.ANALYTIC_RULES.get(method)
+    if rule is not None:
+        est = cluster_t.LinearEstimator.contrast(
+            cluster_t.ClusterDesign.paired(design.listener, design.text), design.n_judgements, 1.0 - margin
+        )
+        traces = working_model.working_traces(est) if rule.small_sample else None
     passes = 0
-    for _ in range(n_sims):
-        y_v, y_b, listener, text = simulate_paired(
+    for start in range(0, n_sims, SIM_CHUNK):
+        y_v, y_b = simulate_tests(
             components,
+            design,
             base_mos=base_mos,
             true_drop=true_drop,
-            n_listeners=n_listeners,
-            n_texts=n_texts,
+            n_tests=min(SIM_CHUNK, n_sims - start),
             rng=rng,
             discrete=discrete,
         )
-        result = stats.noninferiority_test(
-            (y_v, listener, text),
-            (y_b, listener, text),
-            margin=margin,
-            paired=True,
-            rng=rng,
-            confidence=confidence,
-            n_boot=n_boot,
-            method=method,
-        )
-        passes += result.verdict == stats.VERDICT_PASS
+        if rule is not None:
+            bounds = verdict_bounds.ratio_lower_bounds(
+                y_v, y_b, est, keep=1.0 - margin, confidence=confidence, rule=rule, traces=traces
+            )
+            passes += int(bounds.passed.sum())
+            continue
+        for one_v, one_b in zip(y_v, y_b):
+            result = stats.noninferiority_test(
+                (one_v, design.listener, design.text),
+                (one_b, design.listener, design.text),
+                margin=margin,
+                paired=True,
+                rng=rng,
+                confidence=confidence,
+                n_boot=n_boot,
+                method=method,
+            )
+            passes += result.verdict == stats.VERDICT_PASS
     return passes / n_sims
 
 
@@ -242,15 +219,17 @@ def plan_sample_size(
     discrete: bool = True,
     confidence: float = stats.CONFIDENCE,
     seed: int = 0,
-    method: str = stats.METHOD_BOOTSTRAP,
+    method: str = stats.DEFAULT_METHOD,
 ) -> SampleSizePlan:
     """Walk the listener x text grid from the fewest judgements up; simulate promising designs.
 
     A design is simulated when its approximate power is within APPROX_SLACK of the target; the
-    first whose simulated power reaches ``target_power`` is recommended. At most
-    MAX_SIMULATED_DESIGNS designs are simulated. ``method`` is the test's (eval.stats.CI_METHODS;
-    ``n_boot`` is unused for "cgm"). NOTE: a simulated power carries Monte Carlo error of about
-    sqrt(p (1 - p) / n_sims) (+-0.03 at 200 simulations near p = 0.8).
+    first whose simulated power is POWER_SAFETY_SE Monte Carlo standard errors above
+    ``target_power`` is recommended. At most MAX_SIMULATED_DESIGNS (bootstrap:
+    MAX_SIMULATED_BOOTSTRAP) designs are simulated. ``method`` is the test's
+    (eval.stats.CI_METHODS; ``n_boot`` is used by the bootstrap only). NOTE: a simulated power
+    carries Monte Carlo error of about sqrt(p (1 - p) / n_sims) (+-0.013 at 1000 simulations near
+    p = 0.8).
     """
     _check_plan_args(base_mos, true_drop, margin)
     stats.check_method(method)
@@ -264,6 +243,7 @@ def plan_sample_size(
     evaluated: list[DesignPower] = []
     recommended = None
     n_simulated = 0
+    max_simulated = MAX_SIMULATED_BOOTSTRAP if method == stats.METHOD_BOOTSTRAP else MAX_SIMULATED_DESIGNS
     for n_l, n_t in designs:
         approx = approx_power(
             components,
@@ -277,7 +257,7 @@ def plan_sample_size(
             method=method,
         )
         power = float("nan")
-        if approx >= target_power - APPROX_SLACK and n_simulated < MAX_SIMULATED_DESIGNS:
+        if approx >= target_power - APPROX_SLACK and n_simulated < max_simulated:
             n_simulated += 1
             power = simulate_power(
                 components,
@@ -295,7 +275,7 @@ def plan_sample_size(
             )
         design = DesignPower(n_l, n_t, n_l * n_t, approx, power, n_sims if math.isfinite(power) else 0)
         evaluated.append(design)
-        if power >= target_power:
+        if power - POWER_SAFETY_SE * math.sqrt(power * (1 - power) / n_sims) >= target_power:
             recommended = design
             break
     return SampleSizePlan(
@@ -324,7 +304,9 @@ def estimate_components(ratings: pd.DataFrame) -> VarianceComponents:
     additive model; their variances are corrected for the noise in the fitted offsets
     (var(a_hat) - residual_var * mean(1 / n_l)). ``listener_drop_sd`` is the one-way ANOVA estimate
     of the listener spread of the within-judgement difference (score of one configuration minus
-    the other, centred per configuration pair). Estimates are on the observed integer scale, so
+    the other, centred per configuration pair), ``text_drop_sd`` the same by text. NOTE: from a
+    pilot of a few listeners the listener drop spread is itself very uncertain (its estimate has
+    listeners - 1 degrees of freedom); plan with a larger value when in doubt. Estimates are on the observed integer scale, so
     the residual already contains rounding noise.
     """
     scores = stats.long_scores(ratings)
@@ -350,8 +332,9 @@ def estimate_components(ratings: pd.DataFrame) -> VarianceComponents:
     )
     diff = diff - pd.Series(diff).groupby(pair).transform("mean").to_numpy()
     var_s = _one_way_between(diff, mixed["listener_id"].to_numpy()) if diff.size else 0.0
+    var_c = _one_way_between(diff, mixed["text_id"].to_numpy()) if diff.size else 0.0
     return VarianceComponents(
-        math.sqrt(var_l), math.sqrt(var_t), math.sqrt(max(var_e, 1e-12)), math.sqrt(var_s)
+        math.sqrt(var_l), math.sqrt(var_t), math.sqrt(max(var_e, 1e-12)), math.sqrt(var_s), math.sqrt(var_c)
     )
 
 
@@ -359,7 +342,7 @@ def format_plan(plan: SampleSizePlan) -> str:
     c = plan.components
     lines = [
         f"spread: listener sd {c.listener_sd:.3f}, text sd {c.text_sd:.3f}, residual sd {c.residual_sd:.3f}, "
-        f"listener drop sd {c.listener_drop_sd:.3f}; base MOS {plan.base_mos}, true drop {plan.true_drop:.1%}, "
+        f"listener drop sd {c.listener_drop_sd:.3f}, text drop sd {c.text_drop_sd:.3f}; base MOS {plan.base_mos}, true drop {plan.true_drop:.1%}, "
         f"margin {plan.margin:.1%}, target power {plan.target_power:.0%}; test: {plan.method}",
         f"{'listeners':>9} {'texts':>5} {'judgements':>10} {'approx':>7} {'simulated':>9}",
     ]
@@ -384,10 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         ("listener-sd", 0.5),
         ("text-sd", 0.3),
         ("residual-sd", 0.7),
-        ("listener-drop-sd", 0.0),
+        ("listener-drop-sd", DEFAULT_LISTENER_DROP_SD),
+        ("text-drop-sd", 0.0),
     ):
         parser.add_argument(
-            f"--{name}", type=float, default=default, help=f"score points (default {default})"
+            f"--{name}", type=float, default=default, help=f"score points (default {default}; ignored with --pilot)"
         )
     parser.add_argument("--base-mos", type=float, default=4.0, help="expected MOS of the baseline")
     parser.add_argument(
@@ -402,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--method",
         choices=stats.CI_METHODS,
-        default=stats.METHOD_BOOTSTRAP,
-        help="the test to plan for: two-way cluster bootstrap (default) or analytic CGM variance",
+        default=stats.DEFAULT_METHOD,
+        help="the test to plan for (default: the report's, cluster-t); see python -m eval.report --help",
     )
     args = parser.parse_args(argv)
     try:
@@ -413,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             components = estimate_components(read_ratings(args.pilot))
         else:
             components = VarianceComponents(
-                args.listener_sd, args.text_sd, args.residual_sd, args.listener_drop_sd
+                args.listener_sd, args.text_sd, args.residual_sd, args.listener_drop_sd, args.text_drop_sd
             )
         plan = plan_sample_size(
             components,

@@ -245,6 +245,19 @@ def drop_duplicate_trials(ratings: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return ratings.loc[~duplicated].reset_index(drop=True), int(duplicated.sum())
 
 
+def drop_repeated_rows(ratings: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """Drop judgements WITHOUT a trial_id that repeat an earlier row field for field.
+
+    Every column but ``timestamp_utc`` is compared (a row pasted or appended twice differs at most
+    in its time stamp). Rows with a trial_id are left to :func:`drop_duplicate_trials`. Returns
+    ``(table, dropped)``, dropped the 1-based data row numbers of the removed repeats.
+    """
+    compared = [c for c in ratings.columns if c != "timestamp_utc"]
+    repeated = (ratings["trial_id"] == "") & ratings.duplicated(subset=compared, keep="first")
+    dropped = (np.flatnonzero(repeated.to_numpy()) + 1).tolist()
+    return ratings.loc[~repeated].reset_index(drop=True), dropped
+
+
 def configs_present(ratings: pd.DataFrame) -> list[str]:
     """Sorted configuration labels that occur on either side of the log."""
     return sorted(set(ratings["a_config"]) | set(ratings["b_config"]))

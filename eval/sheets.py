@@ -77,6 +77,8 @@ def report_table(summary: ReportSummary) -> pd.DataFrame:
         ("method", summary.method),
         ("bootstrap replicates", summary.n_boot if summary.method == stats.METHOD_BOOTSTRAP else ""),
         ("judgements", summary.n_judgements),
+        ("rows not counted: repeated trial_id", summary.n_repeated_trial_ids),
+        ("rows not counted: repeated without trial_id", summary.n_repeated_rows),
         ("listeners", summary.n_listeners),
         ("texts", summary.n_texts),
     ]

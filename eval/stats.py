@@ -1,33 +1,41 @@
 """Pure statistics of an A/B listening test: clustered MOS intervals and the non-inferiority test.
 
-Every function takes arrays or a validated ratings table (eval/ratings_io.py) and a seeded
-``numpy.random.Generator``; nothing reads files or keeps state, so the same log and seed always give
-the same numbers.
+Every function takes arrays or a validated ratings table (eval/ratings_io.py) and, for the
+bootstrap, a seeded ``numpy.random.Generator``; nothing reads files or keeps state, so the same
+log and seed always give the same numbers.
 
-Why a two-way cluster bootstrap
-    Ratings are not independent: one listener is strict or lenient on everything, one sentence is
-    hard for every configuration. Treating N ratings as N independent draws (the naive t-interval,
-    offered for comparison) makes intervals far too narrow. The listeners and the texts are both
-    samples from larger populations, so each bootstrap replicate resamples listeners AND texts, each
-    with replacement and independently of the other, and weights every observation by
-    (times its listener was drawn) x (times its text was drawn). This is the "pigeonhole"
-    bootstrap for crossed random effects (Owen 2007, Ann. Appl. Stat. 1(1); McCullagh 2000,
-    Bernoulli 6(2)). NOTE: it is conservative: for a mean it estimates roughly
-    var_listener/L + var_text/T + 3 var_residual/N, i.e. it counts the residual about three times
-    (no resampling scheme is exactly unbiased for crossed designs, McCullagh 2000). For a paired
-    difference, where listener and text offsets cancel, the residual dominates, so intervals are
-    up to ~1.7x wider than needed; eval/planner.py simulates this exact procedure, so its sample
-    sizes include that cost.
+Ratings are not independent: one listener is strict or lenient on everything, one sentence is
+hard for every configuration, and listeners differ in how much they hear a degradation. Treating
+N ratings as N independent draws (the naive t-interval, offered for comparison) makes intervals
+far too narrow. Listeners and texts are both samples from larger populations, so every method
+clusters by both. Three methods (``method=``), with their measured one-sided level at the 5%
+margin and MOS interval coverage in docs/verdict-validation.md (python -m eval.simulate_verdict):
 
-Intervals are percentile intervals over the replicates, with ``numpy.quantile(method=
-"inverted_cdf")`` (an order statistic, no interpolation), which makes the ratio bound and the
-difference bound of :func:`noninferiority_test` give the same verdict exactly.
+``"cluster-t"`` (default)
+    The two-way cluster-robust variance of Cameron, Gelbach & Miller (2011) in a small-sample
+    form (eval/cluster_t.py: jackknife cluster sums for unequal listeners, V_cell without the
+    listener and text spread, df from a crossed random-effects working model) with a Student t,
+    and for the one-sided non-inferiority bound Hall's (1992) skewness correction, applied only
+    when it makes the bound stricter (eval/verdict_bounds.py says why: the 1..5 ceiling skews
+    listener means of the paired difference, and a symmetric t then passes too often). MOS
+    intervals are the symmetric t intervals of the same moments.
+``"cgm"``
+    The plain CGM variance with the clamped Satterthwaite df of eval/cgm.py and symmetric t
+    bounds: close to nominal at moderate MOS with balanced designs, liberal near the ceiling,
+    when listeners rate very different numbers of texts and when only some hear the degradation.
+``"bootstrap"``
+    The two-way "pigeonhole" bootstrap (Owen 2007, Ann. Appl. Stat. 1(1); McCullagh 2000,
+    Bernoulli 6(2)): each replicate resamples listeners AND texts with replacement, weighting
+    every observation by (times its listener was drawn) x (times its text was drawn). It counts
+    the residual about three times (conservative in large tests) but has no small-sample
+    widening, so with few listeners it passes too often and its MOS intervals under-cover.
+    Percentile bounds with ``numpy.quantile(method="inverted_cdf")`` (an order statistic), which
+    makes the ratio bound and the difference bound give the same verdict exactly.
 
-The analytic alternative, ``method="cgm"``
-    The two-way cluster-robust variance of Cameron, Gelbach & Miller (2011), eval/cgm.py, counts
-    every variance component once, with a Student t quantile of min(listeners, texts) - 1 degrees
-    of freedom. It needs no random numbers and is cheap; the bootstrap stays the default (and what
-    the app's Results tab shows). Preference shares and listener screening are in eval/screening.py.
+Whatever the method, a comparison with fewer than :func:`min_clusters_for_verdict` listeners or
+texts (5 at 95%) gets the verdict "insufficient" with the reason: below that no method can hold
+its level without assuming a shape for the listener distribution (eval/verdict_bounds.py). Preference
+shares and listener screening are in eval/screening.py.
 """
 
 from __future__ import annotations
@@ -39,16 +47,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from eval import cgm
+from eval import cluster_t, verdict_bounds
 
 CONFIDENCE = 0.95  # two-sided level of MOS intervals; one-sided level of the non-inferiority bound
 DEFAULT_N_BOOT = 2000  # bootstrap replicates
 MIN_N_BOOT = 100
 QUANTILE_METHOD = "inverted_cdf"  # order statistic: the ratio and difference bounds agree exactly
 
-# Below these a comparison gets the verdict "insufficient" (and a MOS no clustered interval).
-MIN_LISTENERS = 2
-MIN_TEXTS = 2
+# Below these a MOS gets no clustered interval. With 2 listeners (or texts) a t interval has one
+# df (+-12.7 standard errors) and over-covers (docs/verdict-validation.md, "What the minimum
+# prevents"): not shown.
+MIN_LISTENERS = 3
+MIN_TEXTS = 3
 MIN_JUDGEMENTS = 10  # paired judgements (or ratings of each configuration when unpaired)
 
 VERDICT_PASS = "pass"
@@ -57,9 +67,16 @@ VERDICT_INSUFFICIENT = "insufficient"
 PAIRED = "paired"
 UNPAIRED = "unpaired"
 
-METHOD_BOOTSTRAP = "bootstrap"  # two-way cluster (pigeonhole) bootstrap, percentile bounds (default)
-METHOD_CGM = "cgm"  # analytic two-way cluster-robust variance, Student t bounds
-CI_METHODS = (METHOD_BOOTSTRAP, METHOD_CGM)
+METHOD_CLUSTER_T = "cluster-t"  # small-sample two-way cluster t, one-sided skewness correction (default)
+METHOD_CGM = "cgm"  # plain two-way cluster-robust (CGM) variance, symmetric Student t bounds
+METHOD_BOOTSTRAP = "bootstrap"  # two-way cluster (pigeonhole) bootstrap, percentile bounds
+CI_METHODS = (METHOD_CLUSTER_T, METHOD_CGM, METHOD_BOOTSTRAP)
+DEFAULT_METHOD = METHOD_CLUSTER_T
+# How each analytic method computes its bounds (eval/verdict_bounds.py).
+ANALYTIC_RULES: dict[str, verdict_bounds.BoundRule] = {
+    METHOD_CLUSTER_T: verdict_bounds.RULE_CLUSTER_T,
+    METHOD_CGM: verdict_bounds.RULE_CGM,
+}
 
 
 def derived_rng(seed: int, *tags: str) -> np.random.Generator:
@@ -117,7 +134,7 @@ class NonInferiority:
     d_lower: float  # one-sided lower bound of d_mean (NaN when insufficient)
     verdict: str  # VERDICT_PASS iff ratio_lower > 1 - m (equivalently d_lower > 0)
     reason: str  # why "insufficient", else ""
-    method: str = METHOD_BOOTSTRAP  # how the bounds were computed (CI_METHODS)
+    method: str = DEFAULT_METHOD  # how the bounds were computed (CI_METHODS)
 
 
 def long_scores(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -150,11 +167,6 @@ def naive_t_interval(scores: np.ndarray, confidence: float = CONFIDENCE) -> Inte
         return Interval(mean, float("nan"), float("nan"))
     half = sps.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
     return Interval(mean, float(mean - half), float(mean + half))
-
-
-def _encode(ids: np.ndarray) -> tuple[np.ndarray, int]:
-    codes, uniques = pd.factorize(pd.Series(ids).astype(str), sort=True)
-    return codes.astype(np.int64), len(uniques)
 
 
 def bootstrap_weights(
@@ -198,12 +210,12 @@ def cluster_bootstrap_mean(
 
     scores, listener_ids, text_ids: (N,) arrays, one entry per rating. Replicates in which no
     rating survives (possible in sparse designs) are discarded. The bounds are NaN with fewer than
-    MIN_LISTENERS listeners or MIN_TEXTS texts: resampling a single cluster shows no spread at all.
+    MIN_LISTENERS listeners or MIN_TEXTS texts (resampling two clusters shows almost no spread).
     """
     check_bootstrap_args(confidence, n_boot)
     y = np.asarray(scores, dtype=float)
-    listener, n_l = _encode(listener_ids)
-    text, n_t = _encode(text_ids)
+    design = cluster_t.ClusterDesign.from_codes(np.asarray(listener_ids), np.asarray(text_ids))
+    listener, n_l, text, n_t = design.listener, design.n_listeners, design.text, design.n_texts
     mean = float(y.mean()) if y.size else float("nan")
     if n_l < MIN_LISTENERS or n_t < MIN_TEXTS:
         return Interval(mean, float("nan"), float("nan"))
@@ -216,24 +228,30 @@ def cluster_bootstrap_mean(
 
 
 def cgm_mean(
-    scores: np.ndarray, listener_ids: np.ndarray, text_ids: np.ndarray, *, confidence: float = CONFIDENCE
+    scores: np.ndarray,
+    listener_ids: np.ndarray,
+    text_ids: np.ndarray,
+    *,
+    confidence: float = CONFIDENCE,
+    method: str = METHOD_CGM,
 ) -> Interval:
-    """Mean score with the analytic two-way cluster-robust t interval (eval/cgm.py).
+    """Mean score with an analytic two-way cluster-robust t interval (eval/verdict_bounds.py).
 
-    mean +- t_{df, (1 + confidence) / 2} * sqrt(V), V = V_listener + V_text - V_cell (CGM 2011),
-    df = min(listeners, texts) - 1. Bounds are NaN with fewer than MIN_LISTENERS listeners or
-    MIN_TEXTS texts, as for :func:`cluster_bootstrap_mean`.
+    mean +- t_{df, (1 + confidence) / 2} * sqrt(V), V = V_listener + V_text - V_cell (CGM 2011):
+    plain (``method="cgm"``: df the clamped Satterthwaite rule of eval/cgm.py) or in its
+    small-sample form (``"cluster-t"``: eval/cluster_t.py). Bounds are NaN with fewer than
+    MIN_LISTENERS listeners or MIN_TEXTS texts.
     """
     check_confidence(confidence)
+    rule = ANALYTIC_RULES[method]
     y = np.asarray(scores, dtype=float)
-    listener, n_l = _encode(listener_ids)
-    text, n_t = _encode(text_ids)
+    design = cluster_t.ClusterDesign.from_codes(np.asarray(listener_ids), np.asarray(text_ids))
     mean = float(y.mean()) if y.size else float("nan")
-    if n_l < MIN_LISTENERS or n_t < MIN_TEXTS:
+    if design.n_listeners < MIN_LISTENERS or design.n_texts < MIN_TEXTS:
         return Interval(mean, float("nan"), float("nan"))
-    var = cgm.two_way_variance(cgm.mean_influence(y), listener, text)
-    half = cgm.t_quantile(0.5 + confidence / 2, var.df) * var.se
-    return Interval(mean, mean - half, mean + half)
+    est = cluster_t.LinearEstimator.mean(design)
+    _, low, high = verdict_bounds.mean_intervals(y[None, :], est, confidence, rule)
+    return Interval(mean, float(low[0]), float(high[0]))
 
 
 def cluster_mean(
@@ -241,31 +259,39 @@ def cluster_mean(
     listener_ids: np.ndarray,
     text_ids: np.ndarray,
     *,
-    method: str = METHOD_BOOTSTRAP,
+    method: str = DEFAULT_METHOD,
     rng: np.random.Generator | None = None,
     confidence: float = CONFIDENCE,
     n_boot: int = DEFAULT_N_BOOT,
 ) -> Interval:
     """The MOS interval of :func:`cluster_bootstrap_mean` (``method="bootstrap"``, needs ``rng``)
-    or of :func:`cgm_mean` (``method="cgm"``; ``rng`` and ``n_boot`` unused)."""
+    or of :func:`cgm_mean` (``"cluster-t"``, ``"cgm"``; ``rng`` and ``n_boot`` unused)."""
     check_method(method)
     _check_rng(method, rng)
-    if method == METHOD_CGM:
-        return cgm_mean(scores, listener_ids, text_ids, confidence=confidence)
+    if method in ANALYTIC_RULES:
+        return cgm_mean(scores, listener_ids, text_ids, confidence=confidence, method=method)
     return cluster_bootstrap_mean(
         scores, listener_ids, text_ids, rng=rng, confidence=confidence, n_boot=n_boot
     )
 
 
-def _insufficient_reason(n_judgements: int, n_listeners: int, n_texts: int) -> str:
-    """'' when the data meet every threshold, else each shortfall, e.g. '4 judgements < 10; 1 listener(s) < 2'."""
+def min_clusters_for_verdict(confidence: float = CONFIDENCE) -> int:
+    """Fewest listeners and texts for a verdict at ``confidence`` (5 at 95%; eval/verdict_bounds.py)."""
+    return verdict_bounds.min_clusters_for_bound(confidence)
+
+
+def insufficient_reason(
+    n_judgements: int, n_listeners: int, n_texts: int, confidence: float = CONFIDENCE
+) -> str:
+    """'' when the data can carry a verdict, else each shortfall, e.g.
+    '4 listeners: at least 5 needed for a clustered bound'."""
+    need = min_clusters_for_verdict(confidence)
     short = []
+    for count, noun in ((n_listeners, "listener"), (n_texts, "text")):
+        if count < need:
+            short.append(f"{count} {noun}{'' if count == 1 else 's'}: at least {need} needed for a clustered bound")
     if n_judgements < MIN_JUDGEMENTS:
-        short.append(f"{n_judgements} judgements < {MIN_JUDGEMENTS}")
-    if n_listeners < MIN_LISTENERS:
-        short.append(f"{n_listeners} listener(s) < {MIN_LISTENERS}")
-    if n_texts < MIN_TEXTS:
-        short.append(f"{n_texts} text(s) < {MIN_TEXTS}")
+        short.append(f"{n_judgements} judgements: at least {MIN_JUDGEMENTS} needed")
     return "; ".join(short)
 
 
@@ -278,7 +304,7 @@ def noninferiority_test(
     rng: np.random.Generator | None = None,
     confidence: float = CONFIDENCE,
     n_boot: int = DEFAULT_N_BOOT,
-    method: str = METHOD_BOOTSTRAP,
+    method: str = DEFAULT_METHOD,
 ) -> NonInferiority:
     """One-sided non-inferiority test of configuration v against the baseline, relative margin m.
 
@@ -294,18 +320,19 @@ def noninferiority_test(
     ratio. Since mean_base > 0, ``d > 0`` exactly when ``ratio > k`` in every replicate, so with an
     order-statistic quantile ``d_lower > 0`` gives the same verdict.
 
-    ``method="cgm"`` (no ``rng``): ``d_lower = d - t_{df, confidence} * sqrt(V_d)``, V_d the
-    two-way cluster-robust variance of d (eval/cgm.py; both configurations' ratings enter one
-    cluster sum, which keeps their correlation), df the clamped Satterthwaite rule of eval/cgm.py. The ratio bound is
-    d's bound carried to the ratio scale, ``ratio_lower = k + d_lower / mean_base`` =
-    ``(mean_v - t * se(d)) / mean_base``: the ratio the data support when MOS_base is taken as
-    known. It is a first-order (delta-method, evaluated at ratio k) bound of the ratio, accurate
-    near the margin where the decision is made; it equals k exactly when d_lower = 0, so again
-    ratio_lower > k iff d_lower > 0.
+    ``method="cluster-t"`` / ``"cgm"`` (no ``rng``): ``d_lower = d - T_crit * sqrt(V_d)``, V_d the
+    two-way cluster-robust variance of d (both configurations' ratings enter one cluster sum,
+    which keeps their correlation), T_crit the t quantile of the clamped Satterthwaite df, raised
+    by Hall's skewness correction for "cluster-t" when the estimated skewness is negative
+    (eval/verdict_bounds.py); "cluster-t" also uses the small-sample moments (eval/cluster_t.py). The ratio bound is d's bound carried to the ratio scale,
+    ``ratio_lower = k + d_lower / mean_base`` = ``(mean_v - T_crit * se(d)) / mean_base``: the ratio
+    the data support when MOS_base is taken as known. It is a first-order (delta-method, evaluated
+    at ratio k) bound of the ratio, accurate near the margin where the decision is made; it equals
+    k exactly when d_lower = 0, so again ratio_lower > k iff d_lower > 0.
 
-    The verdict is "pass" iff ``ratio_lower > k``. "insufficient" (bounds NaN) with fewer than
-    MIN_JUDGEMENTS judgements (per configuration when unpaired), MIN_LISTENERS listeners or
-    MIN_TEXTS texts.
+    The verdict is "pass" iff ``ratio_lower > k``. "insufficient" (bounds NaN, ``reason`` says
+    why) with fewer than :func:`min_clusters_for_verdict` listeners or texts or MIN_JUDGEMENTS
+    judgements (per configuration when unpaired), whatever the method.
     """
     check_bootstrap_args(confidence, n_boot)
     check_method(method)
@@ -316,37 +343,45 @@ def noninferiority_test(
     if paired and y_v.shape != y_b.shape:
         raise ValueError(f"paired scores need equal lengths, got {y_v.shape} and {y_b.shape}")
     n_v = len(y_v)
-    # One index space for both sides so that a replicate's draw applies to both configurations.
-    listener, n_l = _encode(np.concatenate([np.asarray(v[1]), np.asarray(base[1])]))
-    text, n_t = _encode(np.concatenate([np.asarray(v[2]), np.asarray(base[2])]))
+    # One index space for both sides so that a replicate's draw (or a cluster sum) covers both.
+    design = cluster_t.ClusterDesign.from_codes(
+        np.concatenate([np.asarray(v[1]), np.asarray(base[1])]),
+        np.concatenate([np.asarray(v[2]), np.asarray(base[2])]),
+    )
+    n_l, n_t = design.n_listeners, design.n_texts
     keep = 1.0 - margin
     ratio = float(y_v.mean() / y_b.mean()) if n_v and len(y_b) else float("nan")
     d_mean = float(y_v.mean() - keep * y_b.mean()) if n_v and len(y_b) else float("nan")
     comparison = PAIRED if paired else UNPAIRED
 
     if paired:
-        reason = _insufficient_reason(n_v, n_l, n_t)
+        reason = insufficient_reason(n_v, n_l, n_t, confidence)
     else:
         reason = ""
         for name, side in (("configuration", v), ("baseline", base)):
-            sub = _insufficient_reason(len(side[0]), len(set(side[1])), len(set(side[2])))
+            sub = insufficient_reason(len(side[0]), len(set(side[1])), len(set(side[2])), confidence)
             reason = reason or (f"{name}: {sub}" if sub else "")
     if reason:
         nan = float("nan")
         return NonInferiority(
             comparison, n_v, n_l, n_t, ratio, nan, d_mean, nan, VERDICT_INSUFFICIENT, reason, method
         )
-    if method == METHOD_CGM:
-        # Influence of d = mean_v - k * mean_base: each rating's deviation from its own mean.
-        psi = np.concatenate([cgm.mean_influence(y_v), -keep * cgm.mean_influence(y_b)])
-        var = cgm.two_way_variance(psi, listener, text)
-        d_lower = d_mean - cgm.t_quantile(confidence, var.df) * var.se
-        ratio_lower = keep + d_lower / float(y_b.mean())
-        verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
+    if method in ANALYTIC_RULES:
+        bounds = verdict_bounds.ratio_lower_bounds(
+            y_v,
+            y_b,
+            cluster_t.LinearEstimator.contrast(design, n_v, keep),
+            keep=keep,
+            confidence=confidence,
+            rule=ANALYTIC_RULES[method],
+        )
+        verdict = VERDICT_PASS if bounds.passed[0] else VERDICT_FAIL
+        ratio_lower, d_lower = float(bounds.ratio_lower[0]), float(bounds.d_lower[0])
         return NonInferiority(
             comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method
         )
 
+    listener, text = design.listener, design.text
     w_l, w_t = bootstrap_weights(n_l, n_t, n_boot, rng)
     lv, tv = listener[:n_v], text[:n_v]
     lb, tb = listener[n_v:], text[n_v:]
@@ -393,13 +428,13 @@ def compare_to_baseline(
     rng: np.random.Generator | None = None,
     confidence: float = CONFIDENCE,
     n_boot: int = DEFAULT_N_BOOT,
-    method: str = METHOD_BOOTSTRAP,
+    method: str = DEFAULT_METHOD,
 ) -> NonInferiority:
     """Non-inferiority of ``config`` against ``baseline`` from a validated ratings table.
 
     Uses the paired judgements (rows holding both) when they meet the data thresholds; otherwise
     all ratings of each configuration, unpaired (still resampled with one shared listener/text
-    draw, or clustered jointly with ``method="cgm"``); when neither meets them the verdict is
+    draw, or clustered jointly by the analytic methods); when neither meets them the verdict is
     "insufficient" (paired if any pair exists). See :func:`noninferiority_test` for the methods.
     """
     pairs = paired_scores(ratings, config, baseline)

@@ -256,8 +256,8 @@ def test_results_tab(app) -> None:
     for config, scores in by_config.items():
         assert shown[config][1] == len(scores)
         assert float(shown[config][4]) == pytest.approx(sum(scores) / len(scores), abs=0.005)
-    assert shown["float32-n10"][8] == "baseline"
-    assert "bootstrap" in method and "0.95" in method
+    assert shown["float32-n10"][9] == "baseline"
+    assert "cluster-t" in method and "0.95" in method
     names = sorted(Path(f).name for f in files)
     assert (
         any(n.startswith("ratings-") and n.endswith(".csv") for n in names) and "rating-sheet.xlsx" in names

@@ -190,3 +190,27 @@ def test_warmup_covers_the_offered_step_counts_in_every_dtype() -> None:
     assert labels == [
         f"{d}-n{n}{s}" for d in ("float16", "bfloat16") for n in (10, 8, 5, 3) for s in ("", "-stream")
     ]
+
+
+def test_results_table_shows_why_a_verdict_is_insufficient() -> None:
+    from abapp.results_tab import summary_frame
+    from eval import report
+    from eval.ratings_schema import COLUMNS
+
+    rows = []
+    for i in range(4):
+        for j in range(6):
+            row = dict.fromkeys(COLUMNS, "")
+            row |= {"schema_version": "1", "listener_id": f"L{i}", "text_id": f"t{j}", "trial_id": f"{i}-{j}"}
+            row |= {
+                "mode": "blind",
+                "a_config": "bfloat16-n5",
+                "b_config": "float16-n10",
+                "preference": "none",
+            }
+            row |= {"score_a": str(3 + (i + j) % 3), "score_b": "4"}
+            rows.append(row)
+    frame = summary_frame(report.summarize(rows, baseline="float16-n10"))
+    fast = frame.set_index("config").loc["bfloat16-n5"]
+    assert fast["verdict"].endswith("insufficient: 4 listeners: at least 5 needed for a clustered bound")
+    assert fast["test"] == "paired"

@@ -109,7 +109,6 @@ def test_cli_writes_json_matching_an_independent_computation(tmp_path):
     truth = _independent(rows)
     configs = {c["config"]: c for c in data["configs"]}
     assert [c["config"] for c in data["configs"]] == [BASE, FAST, ANCHOR]
-    base_mos = np.mean(truth[BASE]["scores"])
     for label, c in configs.items():
         assert set(c) >= JSON_FIELDS
         scores = np.array(truth[label]["scores"], dtype=float)
@@ -117,7 +116,6 @@ def test_cli_writes_json_matching_an_independent_computation(tmp_path):
         assert c["n_listeners"] == len(truth[label]["listeners"])
         assert c["n_texts"] == len(truth[label]["texts"])
         assert c["mos"] == pytest.approx(scores.mean(), abs=1e-12)
-        assert c["rel_change"] == pytest.approx(scores.mean() / base_mos - 1, abs=1e-12)
         low, high = sps.t.interval(0.95, scores.size - 1, loc=scores.mean(), scale=sps.sem(scores))
         assert (c["naive_ci_low"], c["naive_ci_high"]) == pytest.approx((low, high), abs=1e-12)
         # Clustering by listener and text widens the interval beyond the naive one.
@@ -131,6 +129,10 @@ def test_cli_writes_json_matching_an_independent_computation(tmp_path):
     v = [int(r["score_a"] if r["a_config"] == FAST else r["score_b"]) for r in paired]
     b = [int(r["score_b"] if r["a_config"] == FAST else r["score_a"]) for r in paired]
     assert configs[FAST]["ratio"] == pytest.approx(np.mean(v) / np.mean(b), abs=1e-12)
+    # The relative change is the tested one (paired judgements), not the ratio of all-ratings MOS.
+    assert configs[FAST]["comparison"] == "paired"
+    assert configs[FAST]["rel_change"] == pytest.approx(np.mean(v) / np.mean(b) - 1, abs=1e-12)
+    assert configs[BASE]["rel_change"] == 0.0 and configs[BASE]["comparison"] is None
     assert configs[FAST]["noninferiority_lower_bound"] <= configs[FAST]["ratio"]
     assert (configs[FAST]["noninferiority_lower_bound"] > 0.95) == (configs[FAST]["verdict"] == "pass")
     # The formula guard is stripped when reading: the listener id is the one that was typed.
@@ -202,23 +204,30 @@ def test_cli_method_cgm_matches_the_formula_and_is_recorded(tmp_path, capsys):
     assert fast["d_lower_bound"] == pytest.approx(d_lower, abs=1e-9)
     assert fast["noninferiority_lower_bound"] == pytest.approx(0.95 + d_lower / paired["b"].mean(), abs=1e-9)
     assert (fast["noninferiority_lower_bound"] > 0.95) == (fast["verdict"] == "pass") == (d_lower > 0)
-    assert report.main(args) == 0  # the default stays the bootstrap
+    assert report.main([*args, "--method", "bootstrap"]) == 0
+    boot = json.loads(out.read_text())
+    assert boot["method"] == "bootstrap" and boot["n_boot"] == 2000
+    assert report.main(args) == 0
     default = json.loads(out.read_text())
-    assert default["method"] == "bootstrap" and default["n_boot"] == 2000
+    assert default["method"] == "cluster-t" and default["n_boot"] is None
 
 
 def test_summary_is_reproducible_and_accepts_tables(tmp_path):
     log = tmp_path / "ratings.csv"
     rows = write_log(log, n_listeners=5, n_texts=4)
-    first = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=3, n_boot=300).to_json_dict()
+    boot = {"n_boot": 300, "method": "bootstrap"}
+    first = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=3, **boot).to_json_dict()
     again = report.summarize(
-        pd.read_csv(log, dtype=str, keep_default_na=False), BASE, 0.05, anchor=ANCHOR, seed=3, n_boot=300
+        pd.read_csv(log, dtype=str, keep_default_na=False), BASE, 0.05, anchor=ANCHOR, seed=3, **boot
     )
-    from_rows = report.summarize([dict(r) for r in rows], BASE, 0.05, anchor=ANCHOR, seed=3, n_boot=300)
+    from_rows = report.summarize([dict(r) for r in rows], BASE, 0.05, anchor=ANCHOR, seed=3, **boot)
     assert again.to_json_dict() == first
     assert from_rows.to_json_dict()["configs"] == first["configs"]
-    other_seed = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=4, n_boot=300).to_json_dict()
+    other_seed = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=4, **boot).to_json_dict()
     assert other_seed["configs"][0]["ci_low"] != first["configs"][0]["ci_low"]
+    # The default (analytic) method needs no random numbers: the seed changes nothing.
+    analytic = [report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=k).to_json_dict() for k in (3, 4)]
+    assert analytic[0]["configs"] == analytic[1]["configs"]
 
 
 def test_plot_summary_returns_a_figure(tmp_path):
@@ -299,3 +308,98 @@ def test_ratings_written_by_the_app_store_are_read(tmp_path):
     summary = report.summarize(store.path, BASE, n_boot=200)
     assert summary.n_judgements == 12
     assert "=L0" in {s.listener_id for s in summary.listeners}
+
+
+def _judgement(listener, text, a, b, score_a, score_b, trial="", stamp="2026-11-26T12:00:00.000Z") -> dict:
+    row = dict.fromkeys(COLUMNS, "")
+    row |= {
+        "schema_version": "1",
+        "timestamp_utc": stamp,
+        "listener_id": listener,
+        "text_id": text,
+        "trial_id": trial,
+        "mode": "blind",
+        "a_config": a,
+        "b_config": b,
+        "score_a": str(score_a),
+        "score_b": str(score_b),
+        "preference": "none",
+    }
+    return row
+
+
+def test_rows_without_trial_id_repeated_field_for_field_are_counted_once():
+    rows = [
+        _judgement(f"L{i}", f"t{j}", FAST, BASE, 4 - (i + j) % 2, 4, trial="")
+        for i in range(6)
+        for j in range(6)
+    ]
+    again = dict(rows[3]) | {"timestamp_utc": "2026-11-26T13:00:00.000Z"}  # the same judgement, later
+    near = dict(rows[4]) | {"score_a": "1"}  # differs in one field: a real judgement
+    table = pd.DataFrame([*rows, again, dict(rows[5]), near], columns=COLUMNS)
+    summary = report.summarize(table, BASE)
+    assert summary.n_judgements == 36 + 1 and summary.n_repeated_rows == 2
+    assert any(
+        "2 row(s) without trial_id repeat an earlier row" in w and "37, 38" in w for w in summary.warnings
+    )
+    data = summary.to_json_dict()
+    assert data["excluded_rows"] == {"repeated_trial_id": 0, "repeated_without_trial_id": 2}
+    # Counted once: the MOS is that of the 37 distinct judgements.
+    fast = [int(r["score_a"]) for r in [*rows, near]]
+    assert summary.config(FAST).mos == pytest.approx(np.mean(fast), abs=1e-12)
+    assert "repeated without trial_id" in sheets_report_keys(summary)
+
+
+def sheets_report_keys(summary) -> str:
+    from eval import sheets
+
+    return " ".join(str(k) for k in sheets.report_table(summary)["key"])
+
+
+def test_rel_change_is_the_tested_paired_change_in_a_multi_configuration_plan():
+    # FAST vs BASE by strict listeners (BASE 3, FAST a little better); BASE vs ANCHOR by lenient
+    # ones (BASE 5). All-ratings MOS of BASE is high, so MOS_FAST / MOS_BASE - 1 < 0, while the
+    # paired test (the one the verdict is about) sees FAST about 7% better.
+    rows = [_judgement(f"S{i}", f"t{j}", FAST, BASE, 3 + (j % 5 == 0), 3) for i in range(6) for j in range(8)]
+    rows += [_judgement(f"N{i}", f"t{j}", BASE, ANCHOR, 5, 2) for i in range(6) for j in range(8)]
+    summary = report.summarize(pd.DataFrame(rows, columns=COLUMNS), BASE, anchor=ANCHOR)
+    fast = summary.config(FAST)
+    all_ratings = fast.mos / summary.config(BASE).mos - 1
+    paired = np.mean([3 + (j % 5 == 0) for j in range(8)]) / 3 - 1
+    assert all_ratings < 0 < paired
+    assert (fast.comparison, fast.rel_change) == ("paired", pytest.approx(paired, abs=1e-12))
+    table = report.format_table(summary)
+    assert "on the judgements the test compares" in table
+
+
+def test_insufficient_verdict_says_why_in_text_json_and_sheets(tmp_path):
+    log = tmp_path / "ratings.csv"
+    write_log(log, n_listeners=4, n_texts=8)
+    out, xlsx = tmp_path / "r.json", tmp_path / "r.csv"
+    done = _run_cli(str(log), "--baseline", BASE, "--json", str(out), "--csv", str(xlsx))
+    assert done.returncode == 0, done.stderr
+    reason = "4 listeners: at least 5 needed for a clustered bound"
+    assert "insufficient" in done.stdout and reason in done.stdout
+    fast = next(c for c in json.loads(out.read_text())["configs"] if c["config"] == FAST)
+    assert (fast["verdict"], fast["reason"], fast["noninferiority_lower_bound"]) == (
+        "insufficient",
+        reason,
+        None,
+    )
+    assert fast["ci_low"] is not None  # a MOS interval needs only 3 listeners
+    with xlsx.open(newline="") as f:
+        sheet = {r["config"]: r for r in csv.DictReader(f)}
+    assert (sheet[FAST]["verdict"], sheet[FAST]["reason"]) == ("insufficient", reason)
+
+
+def test_near_the_ceiling_with_few_listeners_the_report_warns():
+    rows = [
+        _judgement(f"L{i}", f"t{j}", FAST, BASE, 5 - (i + j) % 3 // 2, 5) for i in range(6) for j in range(8)
+    ]
+    summary = report.summarize(pd.DataFrame(rows, columns=COLUMNS), BASE)
+    assert summary.config(BASE).mos >= report.CEILING_MOS and summary.config(FAST).verdict in ("pass", "fail")
+    assert any("near the top of the scale" in w for w in summary.warnings)
+    lower = [dict(r) | {"score_b": "4"} for r in rows]  # baseline MOS 4: no warning
+    assert not any(
+        "near the top" in w for w in report.summarize(pd.DataFrame(lower, columns=COLUMNS), BASE).warnings
+    )

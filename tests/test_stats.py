@@ -130,17 +130,18 @@ def test_screening_flags_hand_table():
 
 def test_noninferiority_with_no_spread_has_exact_bounds():
     # Every judgement identical: every bootstrap replicate gives the same ratio.
-    equal = _table([_row(f"L{i}", f"T{j}", FAST, BASE, 4, 4) for i in range(3) for j in range(4)])
-    worse = _table([_row(f"L{i}", f"T{j}", BASE, FAST, 4, 3) for i in range(3) for j in range(4)])
+    equal = _table([_row(f"L{i}", f"T{j}", FAST, BASE, 4, 4) for i in range(5) for j in range(5)])
+    worse = _table([_row(f"L{i}", f"T{j}", BASE, FAST, 4, 3) for i in range(5) for j in range(5)])
     rng = np.random.default_rng(0)
-    ok = stats.compare_to_baseline(equal, FAST, BASE, margin=0.05, rng=rng, n_boot=200)
+    boot = {"rng": rng, "n_boot": 200, "method": "bootstrap"}
+    ok = stats.compare_to_baseline(equal, FAST, BASE, margin=0.05, **boot)
     assert (ok.comparison, ok.verdict, ok.ratio_lower, ok.d_lower) == (
         "paired",
         "pass",
         1.0,
         pytest.approx(0.2),
     )
-    bad = stats.compare_to_baseline(worse, FAST, BASE, margin=0.05, rng=rng, n_boot=200)
+    bad = stats.compare_to_baseline(worse, FAST, BASE, margin=0.05, **boot)
     assert (bad.verdict, bad.ratio_lower, bad.d_lower) == ("fail", 0.75, pytest.approx(3 - 0.95 * 4))
 
 
@@ -154,11 +155,12 @@ def test_insufficient_data_thresholds():
         assert np.isnan(result.ratio_lower) and result.reason
 
 
-def test_unpaired_comparison_when_never_rated_together():
-    rows = [_row(f"L{i}", f"T{j}", BASE, ANCHOR, 4, 2) for i in range(4) for j in range(4)]
-    rows += [_row(f"L{i}", f"T{j}", FAST, ANCHOR, 4, 2) for i in range(4) for j in range(4)]
+@pytest.mark.parametrize("method", stats.CI_METHODS)
+def test_unpaired_comparison_when_never_rated_together(method):
+    rows = [_row(f"L{i}", f"T{j}", BASE, ANCHOR, 4, 2) for i in range(5) for j in range(5)]
+    rows += [_row(f"L{i}", f"T{j}", FAST, ANCHOR, 4, 2) for i in range(5) for j in range(5)]
     result = stats.compare_to_baseline(
-        _table(rows), FAST, BASE, margin=0.05, rng=np.random.default_rng(0), n_boot=200
+        _table(rows), FAST, BASE, margin=0.05, rng=np.random.default_rng(0), n_boot=200, method=method
     )
     assert (result.comparison, result.verdict, result.ratio) == ("unpaired", "pass", 1.0)
 
@@ -203,7 +205,9 @@ def test_results_are_reproducible_per_seed():
 
     def bound(seed):
         rng = stats.derived_rng(seed, "ni", FAST)
-        return stats.compare_to_baseline(log, FAST, BASE, margin=0.05, rng=rng, n_boot=300).ratio_lower
+        return stats.compare_to_baseline(
+            log, FAST, BASE, margin=0.05, rng=rng, n_boot=300, method="bootstrap"
+        ).ratio_lower
 
     assert bound(7) == bound(7)
     assert bound(7) != bound(8)
@@ -267,6 +271,7 @@ def test_test_holds_its_level_at_the_margin():
         n_texts=10,
         n_sims=80,
         n_boot=300,
+        method="bootstrap",
     )
     assert power <= 0.08
 
@@ -368,7 +373,7 @@ def test_cgm_interval_is_wider_than_naive_with_strong_listener_effects():
 
 @pytest.mark.parametrize("paired", [True, False])
 def test_cgm_noninferiority_bound_is_d_bound_on_the_ratio_scale(paired):
-    log = simulate_log(8, 6, mu_base=3.6, mu_v=3.5, listener_sd=0.5, text_sd=0.3, residual_sd=0.6, seed=4)
+    log = simulate_log(8, 11, mu_base=3.6, mu_v=3.5, listener_sd=0.5, text_sd=0.3, residual_sd=0.6, seed=4)
     pairs = stats.paired_scores(log, FAST, BASE)
     # Unpaired: v from the even judgements, the baseline from the odd ones.
     rows_v, rows_b = (pairs, pairs) if paired else (pairs.iloc[::2], pairs.iloc[1::2])
@@ -382,12 +387,13 @@ def test_cgm_noninferiority_bound_is_d_bound_on_the_ratio_scale(paired):
     assert (r.ratio_lower > 0.95) == (r.d_lower > 0) == (r.verdict == "pass")
 
 
-def test_cgm_with_no_spread_has_exact_bounds():
-    equal = _table([_row(f"L{i}", f"T{j}", FAST, BASE, 4, 4) for i in range(3) for j in range(4)])
-    worse = _table([_row(f"L{i}", f"T{j}", BASE, FAST, 4, 3) for i in range(3) for j in range(4)])
-    ok = stats.compare_to_baseline(equal, FAST, BASE, margin=0.05, method="cgm")
+@pytest.mark.parametrize("method", ["cgm", "cluster-t"])
+def test_cgm_with_no_spread_has_exact_bounds(method):
+    equal = _table([_row(f"L{i}", f"T{j}", FAST, BASE, 4, 4) for i in range(5) for j in range(5)])
+    worse = _table([_row(f"L{i}", f"T{j}", BASE, FAST, 4, 3) for i in range(5) for j in range(5)])
+    ok = stats.compare_to_baseline(equal, FAST, BASE, margin=0.05, method=method)
     assert (ok.verdict, ok.ratio_lower, ok.d_lower) == ("pass", pytest.approx(1.0), pytest.approx(0.2))
-    bad = stats.compare_to_baseline(worse, FAST, BASE, margin=0.05, method="cgm")
+    bad = stats.compare_to_baseline(worse, FAST, BASE, margin=0.05, method=method)
     assert (bad.verdict, bad.ratio_lower, bad.d_lower) == ("fail", pytest.approx(0.75), pytest.approx(-0.8))
 
 
@@ -397,7 +403,7 @@ def test_cgm_planner_needs_fewer_judgements_and_its_size_decides():
     spread = {"listener_sd": 0.4, "text_sd": 0.3, "residual_sd": 0.5}
     components = planner.VarianceComponents(**spread)
     args = {"base_mos": 3.5, "true_drop": 0.02, "margin": 0.05, "target_power": 0.9, "n_sims": 60, "seed": 0}
-    boot = planner.plan_sample_size(components, n_boot=400, **args)
+    boot = planner.plan_sample_size(components, n_boot=400, method="bootstrap", **args)
     plan = planner.plan_sample_size(components, method="cgm", **args)
     assert plan.recommended is not None and boot.recommended is not None
     assert plan.recommended.n_judgements < boot.recommended.n_judgements
@@ -450,4 +456,6 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="method"):
         stats.cluster_mean([1.0, 2.0], [0, 1], [0, 1], method="jackknife")
     with pytest.raises(ValueError, match="rng"):
-        stats.noninferiority_test(([1.0], [0], [0]), ([1.0], [0], [0]), margin=0.05, paired=True)
+        stats.noninferiority_test(
+            ([1.0], [0], [0]), ([1.0], [0], [0]), margin=0.05, paired=True, method="bootstrap"
+        )
