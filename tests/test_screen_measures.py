@@ -26,6 +26,7 @@ from eval.screen.screener import CampplusSource, ClipInput, load_screener
 from eval.screen.speaker import RANDOM_WEIGHTS_CAVEAT, CampplusEncoder, ResemblyzerEncoder, to_speaker_rate
 from eval.trials import load_prompts
 from tests.screen_audio import espeak, flite, hard_clipped, needs_speech_tools, trim_silence, with_white_noise
+from tests.tiny_whisper import write_tiny_whisper
 from tts_core.tiny_onnx import write_campplus_onnx
 
 PROMPTS = load_prompts()
@@ -159,6 +160,19 @@ def test_chinese_without_whisper_says_what_to_do(sphinx):
     wav = to_speaker_rate(*PROMPTS["zh_espeak_m"].load())
     out = measure_intelligibility((sphinx,), wav, PROMPTS["zh_espeak_m"].transcript, "zh")
     assert out.error_rate is None and out.metric == "cer" and out.info.reason == NO_CHINESE_ASR
+
+
+def test_a_local_whisper_directory_runs_for_english_and_chinese(tmp_path, sphinx):
+    """Plumbing only (random weights, meaningless transcripts): loads offline, is preferred over
+    pocketsphinx, scores WER for English and CER for Chinese."""
+    whisper = asr_mod.WhisperAsr(write_tiny_whisper(tmp_path / "whisper"))
+    assert asr_mod.choose_recogniser((sphinx, whisper), "en") is whisper
+    for prompt_id, metric in (("en_flite_slt", "wer"), ("zh_espeak_m", "cer")):
+        prompt = PROMPTS[prompt_id]
+        wav = to_speaker_rate(*prompt.load())
+        out = measure_intelligibility((sphinx, whisper), wav, prompt.transcript, prompt.language)
+        assert out.info.name == "asr_whisper" and out.metric == metric and out.error_rate is not None
+        assert "transformers" in out.info.version
 
 
 def test_whisper_dir_that_is_not_one_is_refused(tmp_path):

@@ -83,7 +83,7 @@ class WhisperAsr:
         self._processor = WhisperProcessor.from_pretrained(model_dir, local_files_only=True)
         self._model = (
             WhisperForConditionalGeneration.from_pretrained(
-                model_dir, local_files_only=True, torch_dtype=dtype
+                model_dir, local_files_only=True, dtype=dtype
             )
             .to(self._device)
             .eval()
