@@ -93,6 +93,8 @@ class ClipBank:
             },
             "rtf": result.rtf,
             "warnings": list(result.warnings),
+            # The LLM's tokens per sentence segment: the screen looks for loops in them.
+            "speech_tokens": [seg.tolist() for seg in result.speech_tokens],
         }
         # Write to temporary names and rename: a crash never leaves a half clip under its key.
         _atomic_write(

@@ -82,9 +82,7 @@ class WhisperAsr:
         dtype = torch.float16 if self._device.type == "cuda" else torch.float32
         self._processor = WhisperProcessor.from_pretrained(model_dir, local_files_only=True)
         self._model = (
-            WhisperForConditionalGeneration.from_pretrained(
-                model_dir, local_files_only=True, dtype=dtype
-            )
+            WhisperForConditionalGeneration.from_pretrained(model_dir, local_files_only=True, dtype=dtype)
             .to(self._device)
             .eval()
         )
