@@ -10,6 +10,7 @@ import soundfile as sf
 
 from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
 from abapp.ratings_ui import PREFERENCE_CHOICES_AB, SCORE_CHOICES, save_rating
+from abapp.screen_view import PlaygroundScreen, pair_screen_input
 from abapp.spectrogram import distances_markdown, pair_figure
 from abapp.state import PairState
 from abapp.synthesis import PRESETS, TOKEN_MODE_LABELS, make_options, render_pair, result_markdown
@@ -110,13 +111,17 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
         with gr.Column():
             audio_a = gr.Audio(label="A", type="filepath", interactive=False, elem_id="pg-audio-a")
             info_a = gr.Markdown(elem_id="pg-info-a")
+            screen_a = gr.Markdown(elem_id="pg-screen-a")
         with gr.Column():
             audio_b = gr.Audio(label="B", type="filepath", interactive=False, elem_id="pg-audio-b")
             info_b = gr.Markdown(elem_id="pg-info-b")
+            screen_b = gr.Markdown(elem_id="pg-screen-b")
     plot = gr.Plot(label="Spectrograms: A, B (same colour scale) and B minus A")
     distances = gr.Markdown(label="Objective distances", elem_id="pg-distances")
 
     pair = gr.State(None)
+    to_screen = gr.State(None)  # the pair's audio for the automatic screen, run after the clips show
+    screen = PlaygroundScreen(ctx.pipeline.info.model_dir, ctx.pipeline.info.random_weights)
     with gr.Group():
         gr.Markdown("#### Your rating")
         with gr.Row():
@@ -166,9 +171,10 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
             None,
             None,
             f"New pair `{out.pair.trial_id}` ready: play A and B, then rate.",
+            pair_screen_input(out, prompt_path),
         )
 
-    run_with_buttons_disabled(
+    generated = run_with_buttons_disabled(
         generate.click,
         [generate, rate],
         run,
@@ -186,10 +192,13 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
             stream_a,
             stream_b,
         ],
-        [audio_a, audio_b, info_a, info_b, plot, distances, pair, score_a, score_b, preference, status],
+        [audio_a, audio_b, info_a, info_b, plot, distances, pair, score_a, score_b, preference, status, to_screen],
         api_name="generate",
         concurrency_limit=1,
         concurrency_id="synthesis",
+    )
+    generated.success(
+        screen.markdown_pair, to_screen, [screen_a, screen_b], concurrency_limit=1, concurrency_id="screen", api_name="screen"
     )
 
     def played(position: str):

@@ -8,17 +8,19 @@ table is known without running the screen.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from eval.clipbank import Clip
+from abapp.screen_view import PlaygroundScreen, screen_active_plan
+from eval.clipbank import Clip, ClipBank
 from eval.screen import plan as screen_plan
 from eval.screen.options import ScreenOptions
 from eval.screen.screener import load_screener
 from eval.screen.summary import read_rows, summarize, summary_table
-from eval.trials import ConfigSpec, TestPlan, load_prompts, load_texts
+from eval.trials import ConfigSpec, TestPlan, load_plan, load_prompts, load_texts
 from tests.screen_audio import flite, needs_speech_tools, trim_silence, with_white_noise
 
 TEXTS, PROMPTS = load_texts(), load_prompts()
@@ -103,6 +105,16 @@ def test_cli_on_the_demo_model_writes_every_output(tmp_path):
     # The bank now holds the clips with their tokens: a second run generates nothing and agrees.
     assert screen_plan.main(argv) == 0
     assert [r.clip_key for r in read_rows(out / "clips.csv")] == [r.clip_key for r in rows]
+    # The experimenter panel's view of the same bank (what the blind tab would show).
+    runner = SimpleNamespace(
+        plan=load_plan(plan), bank=ClipBank(tmp_path / "bank"), texts=TEXTS, prompts=PROMPTS,
+        pipeline=SimpleNamespace(info=SimpleNamespace(model_hash=doc["model"]["model_hash"])),
+    )  # fmt: skip
+    view = PlaygroundScreen(
+        tmp_path, random_weights=True, options=ScreenOptions(measures=("dnsmos", "flags"))
+    )
+    text = screen_active_plan(runner, view)
+    assert "| `float32-n2` | 1 |" in text and "| `float32-n1` | 1 |" in text
 
 
 def test_cli_refuses_an_unknown_text(tmp_path, capsys):

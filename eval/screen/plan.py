@@ -55,6 +55,21 @@ def clip_tokens(clip: Clip) -> list[int] | None:
     return None if segments is None else [int(t) for seg in segments for t in seg]
 
 
+def bank_clips(
+    plan: TestPlan,
+    bank: ClipBank,
+    model_hash: str,
+    texts: Mapping[str, TextItem],
+    prompts: Mapping[str, PromptAsset],
+) -> tuple[dict[tuple[str, str, str], Clip], int]:
+    """({(text id, prompt id, config label): clip} of the plan's clips already in ``bank``, clips missing)."""
+    from eval.clipbank import stimulus_keys
+
+    keys = stimulus_keys(plan, model_hash, dict(texts), dict(prompts))
+    found = {stimulus: bank.get(key) for stimulus, key in keys.items()}
+    return {s: c for s, c in found.items() if c is not None}, sum(c is None for c in found.values())
+
+
 def screen_bank(
     plan: TestPlan,
     clips: Mapping[tuple[str, str, str], Clip],
