@@ -84,7 +84,9 @@ class PlaygroundScreen:
     def screener(self) -> Screener:
         with self._load_lock:
             if self._screener is None:
-                self._screener = load_screener(self._options, self._campplus, self._asr_model_dir)
+                self._screener = load_screener(
+                    self._options, self._campplus, self._asr_model_dir, asr_in_worker=True
+                )
             return self._screener
 
     def _reference(self, screener: Screener, audio: np.ndarray, rate: int) -> SpeakerReference:

@@ -453,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_outputs(args: argparse.Namespace, summary: ReportSummary, screen: dict | None = None) -> list[Path]:
+def _write_outputs(
+    args: argparse.Namespace, summary: ReportSummary, screen: dict | None = None
+) -> list[Path]:
     written = []
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

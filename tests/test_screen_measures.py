@@ -156,6 +156,12 @@ def test_pocketsphinx_is_deterministic_whatever_came_before(sphinx):
     assert _wer(sphinx, audio, rate, text) == first
 
 
+def test_pocketsphinx_in_a_worker_process_transcribes_the_same(sphinx):
+    worker = PocketsphinxAsr(in_worker=True)  # what the app uses: the decode does not hold its GIL
+    wav = to_speaker_rate(*PROMPTS["en_flite_awb_fast"].load())
+    assert worker.transcribe(wav, "en") == sphinx.transcribe(wav, "en") != ""
+
+
 def test_chinese_without_whisper_says_what_to_do(sphinx):
     wav = to_speaker_rate(*PROMPTS["zh_espeak_m"].load())
     out = measure_intelligibility((sphinx,), wav, PROMPTS["zh_espeak_m"].transcript, "zh")

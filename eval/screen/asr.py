@@ -38,15 +38,62 @@ class Recogniser(Protocol):
         ...
 
 
+def _new_decoder():
+    from pocketsphinx import Decoder
+
+    return Decoder(samprate=ASR_SAMPLE_RATE, loglevel="FATAL")
+
+
+def _decode(decoder, pcm: bytes) -> str:
+    """Transcript of 16 kHz 16-bit mono PCM, decoded as one utterance."""
+    # NOTE: the feature front end adapts its cepstral mean across utterances, which makes a
+    # clip's transcript depend on the clips decoded before it; a fresh front end per clip does not.
+    decoder.reinit_feat()
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return "" if hyp is None else hyp.hypstr
+
+
+# The decoder of an ASR worker process (set by its initializer; never used in the parent process).
+_worker_decoder = None
+
+
+def _worker_start() -> None:
+    global _worker_decoder
+    _worker_decoder = _new_decoder()
+
+
+def _worker_decode(pcm: bytes) -> str:
+    return _decode(_worker_decoder, pcm)
+
+
 class PocketsphinxAsr:
-    """pocketsphinx 5 with its bundled en-us models. Not thread-safe (the screener serialises calls)."""
+    """pocketsphinx 5 with its bundled en-us models. Not thread-safe (the screener serialises calls).
+
+    in_worker: decode in a separate process. NOTE: pocketsphinx holds the GIL for a whole decode
+    (1-2 s per 10 s clip), which stalls every other thread of the process: in the app that is the
+    next synthesis and the UI. Feeding it in small pieces would release the GIL but switches it to
+    live cepstral normalisation, which transcribes our prompt clips worse; a worker process keeps
+    the whole-utterance decoding and leaves the app's threads alone.
+    """
 
     languages = ("en",)
 
-    def __init__(self) -> None:
-        from pocketsphinx import Decoder
+    def __init__(self, in_worker: bool = False) -> None:
+        self._decoder = None
+        self._pool = None
+        if in_worker:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        self._decoder = Decoder(samprate=ASR_SAMPLE_RATE, loglevel="FATAL")
+            self._pool = ProcessPoolExecutor(
+                1, multiprocessing.get_context("spawn"), initializer=_worker_start
+            )
+            self._pool.submit(_worker_decode, bytes(2 * ASR_SAMPLE_RATE // 10)).result()  # start it now
+        else:
+            self._decoder = _new_decoder()
         self.info = MeasureInfo(
             "asr_pocketsphinx",
             "pocketsphinx transcript, WER against the normalised input text",
@@ -56,14 +103,9 @@ class PocketsphinxAsr:
 
     def transcribe(self, wav16k: np.ndarray, language: str) -> str:
         pcm = (np.clip(wav16k, -1.0, 1.0) * INT16_SCALE).astype(np.int16).tobytes()
-        # NOTE: the feature front end adapts its cepstral mean across utterances, which makes a
-        # clip's transcript depend on the clips decoded before it; a fresh front end per clip does not.
-        self._decoder.reinit_feat()
-        self._decoder.start_utt()
-        self._decoder.process_raw(pcm, full_utt=True)
-        self._decoder.end_utt()
-        hyp = self._decoder.hyp()
-        return "" if hyp is None else hyp.hypstr
+        if self._pool is not None:
+            return self._pool.submit(_worker_decode, pcm).result()
+        return _decode(self._decoder, pcm)
 
 
 class WhisperAsr:

@@ -23,6 +23,7 @@ from .results import MeasureInfo, QualityScore
 DNSMOS_P835_FILE = "sig_bak_ovr.onnx"  # speechmos/dnsmos_models/: P.835 SIG, BAK, OVRL heads
 DNSMOS_P808_FILE = "model_v8.onnx"  # speechmos/dnsmos_models/: P.808 overall MOS
 DNSMOS_WINDOW_S = 9.01  # seconds per scored window (speechmos INPUT_LENGTH)
+DNSMOS_ORT_THREADS = 2  # intra-op threads: the screen runs beside synthesis, leave it the other cores
 MIN_DNSMOS_SECONDS = 0.25  # shorter clips are not scored (speechmos would tile a few samples 36 times)
 
 DNSMOS_INFO = MeasureInfo(
@@ -43,7 +44,18 @@ class Dnsmos:
         missing = [p.name for p in (p835, p808) if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"the speechmos package lacks {missing}: reinstall speechmos")
-        self._model = speechmos_dnsmos.DNSMOS(str(p835), str(p808))
+        import onnxruntime as ort
+
+        # NOTE: speechmos' constructor opens its sessions without naming a provider, which a GPU
+        # build of onnxruntime refuses (ORT >= 1.9); we open them ourselves on the CPU, where the
+        # screen runs beside the GPU's synthesis, and keep speechmos' scoring code (__call__).
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = DNSMOS_ORT_THREADS
+        model = speechmos_dnsmos.DNSMOS.__new__(speechmos_dnsmos.DNSMOS)
+        model.primary_model_path = str(p835)
+        model.onnx_sess = ort.InferenceSession(str(p835), options, providers=["CPUExecutionProvider"])
+        model.p808_onnx_sess = ort.InferenceSession(str(p808), options, providers=["CPUExecutionProvider"])
+        self._model = model
         self.info = MeasureInfo(
             DNSMOS_INFO.name,
             DNSMOS_INFO.description,

@@ -171,10 +171,12 @@ def load_screener(
     campplus: CampplusSource | None = None,
     asr_model_dir: str | Path | None = None,
     asr_device: str = "cpu",
+    asr_in_worker: bool = False,
 ) -> Screener:
     """Load every model the options switch on. A model that cannot load is reported, not raised,
     except an explicitly requested ``asr_model_dir`` (asked for by name: its failure is the user's
-    to see, as ValueError)."""
+    to see, as ValueError). ``asr_in_worker``: pocketsphinx decodes in a worker process (for a
+    server: see :class:`~eval.screen.asr.PocketsphinxAsr`)."""
     missing: list[MeasureInfo] = []
     dnsmos = _try_load("dnsmos", DNSMOS_INFO.description, Dnsmos, missing) if options.runs("dnsmos") else None
     encoders: list[SpeakerEncoder] = []
@@ -202,6 +204,8 @@ def load_screener(
                 recognisers.append(WhisperAsr(asr_model_dir, asr_device))
             except _LOAD_ERRORS as err:
                 raise ValueError(f"--asr-model {asr_model_dir}: cannot load a Whisper model: {err}") from None
-        asr = _try_load("asr_pocketsphinx", "pocketsphinx ASR", PocketsphinxAsr, missing)
+        asr = _try_load(
+            "asr_pocketsphinx", "pocketsphinx ASR", lambda: PocketsphinxAsr(asr_in_worker), missing
+        )
         recognisers += [asr] if asr is not None else []
     return Screener(options, dnsmos, tuple(encoders), tuple(recognisers), tuple(missing))
