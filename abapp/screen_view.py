@@ -70,7 +70,7 @@ class PlaygroundScreen:
         asr_model_dir: str | Path | None = None,
         options: ScreenOptions = ScreenOptions(),  # noqa: B008 - frozen, so one shared default is safe
     ) -> None:
-        from tts_core.frontend import CAMPPLUS_FILE
+        from tts_core.frontend.speech_frontend import CAMPPLUS_FILE
 
         campplus = Path(model_dir) / CAMPPLUS_FILE
         self._campplus = CampplusSource(campplus, random_weights) if campplus.is_file() else None
@@ -105,7 +105,7 @@ class PlaygroundScreen:
         return reference
 
     def screen_pair(self, pair: PairScreenInput) -> tuple[ScreenResult, ScreenResult]:
-        from tts_core.audio import load_audio
+        from tts_core.frontend.audio import load_audio
 
         screener = self.screener()
         reference = self._reference(screener, *load_audio(Path(pair.prompt_path)))

@@ -27,7 +27,7 @@ from eval.screen.speaker import RANDOM_WEIGHTS_CAVEAT, CampplusEncoder, Resembly
 from eval.trials import load_prompts
 from tests.screen_audio import espeak, flite, hard_clipped, needs_speech_tools, trim_silence, with_white_noise
 from tests.tiny_whisper import write_tiny_whisper
-from tts_core.tiny_onnx import write_campplus_onnx
+from tts_core.model.tiny_onnx import write_campplus_onnx
 
 PROMPTS = load_prompts()
 FLITE_PROMPTS = ("en_flite_slt", "en_flite_rms_slow", "en_flite_awb_fast", "en_flite_kal")

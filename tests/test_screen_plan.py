@@ -20,12 +20,13 @@ from eval.screen import plan as screen_plan
 from eval.screen.options import ScreenOptions
 from eval.screen.screener import load_screener
 from eval.screen.summary import read_rows, summarize, summary_table
-from eval.trials import ConfigSpec, TestPlan, load_plan, load_prompts, load_texts
+from eval.trials import TestPlan, load_plan, load_prompts, load_texts
 from tests.screen_audio import flite, needs_speech_tools, trim_silence, with_white_noise
+from tts_core.config_id import ConfigId
 
 TEXTS, PROMPTS = load_texts(), load_prompts()
 TEXT_IDS = ("en_07", "en_09", "en_10")
-BASE, FAST = ConfigSpec("float16", 10), ConfigSpec("bfloat16", 5)
+BASE, FAST = ConfigId("float16", 10), ConfigId("bfloat16", 5)
 PLAN = TestPlan("screen test", TEXT_IDS, ("en_flite_slt",), (BASE, FAST), BASE.label, 3)
 
 

@@ -35,8 +35,8 @@ import numpy as np
 
 from eval.runinfo import EXIT_BAD_INPUT, ROOT, environment_info, model_source
 from eval.trials import load_prompts
-from tts_core.audio import resample
 from tts_core.constants import SAMPLE_RATE
+from tts_core.frontend.audio import resample
 
 from .options import ScreenOptions
 from .screener import ClipInput, Screener, load_screener

@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         texts, prompts = load_texts(), load_prompts()
         n_clips = len(plan.stimuli(texts, prompts)) * len(plan.configs)  # checks the ids before loading
         from tts_core import load_pipeline
-        from tts_core.frontend import CAMPPLUS_FILE
+        from tts_core.frontend.speech_frontend import CAMPPLUS_FILE
 
         pipe = load_pipeline(model_source(args), device=args.device)
         with tqdm(total=n_clips, desc="clips", unit="clip") as bar:

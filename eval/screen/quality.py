@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_core.audio import resample
+from tts_core.frontend.audio import resample
 
 from .options import DNSMOS_SAMPLE_RATE
 from .results import MeasureInfo, QualityScore

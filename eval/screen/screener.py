@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_core.audio import resample
+from tts_core.frontend.audio import resample
 
 from .asr import ASR_INFO, PocketsphinxAsr, Recogniser, WhisperAsr, measure_intelligibility
 from .flags import check_error_rate, signal_checks

@@ -4,7 +4,7 @@ Two encoders, both on 16 kHz audio:
 
 * :class:`CampplusEncoder`: the model directory's ``campplus.onnx``, the CAM++ x-vector network
   CosyVoice2 itself is conditioned on, fed through the project's own Kaldi fbank
-  (:meth:`tts_core.frontend.SpeechFrontend.speaker_embedding`). With a random-weight model it
+  (:meth:`tts_core.frontend.speech_frontend.SpeechFrontend.speaker_embedding`). With a random-weight model it
   measures nothing, and says so.
 * :class:`ResemblyzerEncoder`: the trained GE2E speaker encoder whose weights ship in the
   ``resemblyzer`` wheel (``pretrained.pt``; 3-layer LSTM over 40-bin mel frames, 1.6 s partials).
@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tts_core.audio import resample
+from tts_core.frontend.audio import resample
 
 from .options import SPEAKER_SAMPLE_RATE
 from .results import MeasureInfo, Similarity
@@ -79,7 +79,7 @@ class CampplusEncoder:
     def __init__(self, campplus_path: Path, random_weights: bool) -> None:
         import torch
 
-        from tts_core.frontend import SpeechFrontend
+        from tts_core.frontend.speech_frontend import SpeechFrontend
 
         self._frontend = SpeechFrontend(None, campplus_path, torch.device("cpu"))
         self.info = MeasureInfo(

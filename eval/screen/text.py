@@ -1,7 +1,7 @@
 """The screen's view of the input text: what the ASR is scored against and how long it should take.
 
 * :func:`scoring_text`: the input text as the pipeline normalises it (numbers spelled out by
-  :func:`tts_core.text_normalize.normalize_text`), then lower-cased and stripped of punctuation,
+  :func:`tts_core.frontend.text_normalize.normalize_text`), then lower-cased and stripped of punctuation,
   so that an ASR transcript can be compared word by word (English) or character by character
   (Chinese);
 * :func:`syllable_count`: the syllables a speaker has to say (English: vowel groups per word,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from tts_core.text_normalize import detect_language, normalize_text
+from tts_core.frontend.text_normalize import detect_language, normalize_text
 
 METRIC_WER = "wer"
 METRIC_CER = "cer"
