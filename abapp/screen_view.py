@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 REFERENCE_CACHE_SIZE = 16  # voice prompts whose speaker embeddings are kept
 SCREENING_NOTE = "⏳ screening (predicted MOS, similarity, WER, failure flags)…"
+# A flagged clip's banner (an h3 and the blockquote of findings) in red under the clip.
+SCREEN_CSS = """
+#pg-screen-a h3, #pg-screen-b h3 { color: #b00000 !important; }
+#pg-screen-a blockquote, #pg-screen-b blockquote { border-left: 4px solid #b00000; background: #fde8e8; }
+"""
 MEASURE_LABELS = {"sim_campplus": "CAM++", "sim_resemblyzer": "resemblyzer"}
 
 
@@ -148,12 +153,14 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 
 def screen_markdown(name: str, result: ScreenResult) -> str:
     """One clip's screen: a flag banner first, then predicted MOS, similarity, WER/CER and transcript."""
-    lines = []
     if result.flagged:
-        lines.append(f"### 🚩 Clip {name} FLAGGED: {', '.join(_flag_name(c.code) for c in result.flags)}")
-        lines += [f"> **{_flag_name(c.code)}**: {c.detail} (rule: {c.limit})" for c in result.flags]
+        banner = f"### ⚠️ Clip {name} FLAGGED: {', '.join(_flag_name(c.code) for c in result.flags)}\n\n"
+        banner += "  \n".join(
+            f"> **{_flag_name(c.code)}**: {c.detail} (rule: {c.limit})" for c in result.flags
+        )
     else:
-        lines.append(f"**Screen {name}**: ✅ no failure flag")
+        banner = f"**Screen {name}**: ✅ no failure flag"
+    lines = []
     q = result.quality
     lines.append(
         f"Predicted MOS (DNSMOS): OVRL **{_fmt(q.ovrl)}** · SIG {_fmt(q.sig)} · BAK {_fmt(q.bak)} · P.808 {_fmt(q.p808)}"
@@ -180,7 +187,8 @@ def screen_markdown(name: str, result: ScreenResult) -> str:
     else:
         lines.append(f"{(intel.metric or 'WER').upper()}: unavailable ({intel.info.reason})")
     lines.append(f"<sub>screened in {result.seconds:.1f} s</sub>")
-    return "  \n".join(lines)
+    # The blank line ends the banner's blockquote (Markdown would run the measures into it).
+    return banner + "\n\n" + "  \n".join(lines)
 
 
 def screen_active_plan(runner, screen: PlaygroundScreen, progress=None) -> str:
@@ -221,7 +229,7 @@ def plan_summary_markdown(summary: Sequence[ConfigScreen]) -> str:
             _fmt(s.mean(m), ".3f")
             for m in ("dnsmos_ovrl", "dnsmos_p808", "sim_campplus", "sim_resemblyzer", "error_rate")
         ]
-        flag = f"🚩 **{s.n_flagged}**" if s.n_flagged else "0"
+        flag = f"⚠️ **{s.n_flagged}**" if s.n_flagged else "0"
         rows.append(f"| `{s.config}` | {s.n_clips} | " + " | ".join(cells) + f" | {flag} |")
     flagged = [f"- `{s.config}` {f.text_id} / {f.prompt_id}: {f.details}" for s in summary for f in s.flagged]
     return "\n".join(rows) + (

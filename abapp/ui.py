@@ -12,6 +12,7 @@ from abapp.blind_runner import BlindTestRunner
 from abapp.context import RANDOM_WEIGHTS_NOTICE, AppContext, PromptCache, user_errors
 from abapp.playground import build_playground
 from abapp.results_tab import build_results
+from abapp.screen_view import SCREEN_CSS
 from abapp.state import clean_listener_id
 from eval.clipbank import ClipBank
 from eval.ratings import RatingsStore
@@ -20,7 +21,7 @@ from eval.trials import load_prompts, load_texts
 CSS = """
 .random-weights-notice { background: #fff4d6; border: 1px solid #e0b000; border-radius: 6px; padding: 4px 12px; }
 .random-weights-notice p { color: #5a4500 !important; }
-"""
+""" + SCREEN_CSS
 
 
 def make_context(

@@ -24,9 +24,10 @@ def results():
 
 def test_a_flagged_clip_opens_with_a_banner(results):
     _, silent = results
-    first, *rest = screen_markdown("B", silent).split("  \n")
-    assert first.startswith("### 🚩 Clip B FLAGGED:") and "silent" in first
-    assert any("RMS" in line and "rule" in line for line in rest)
+    banner, findings, measures = screen_markdown("B", silent).split("\n\n")
+    assert banner.startswith("### ⚠️ Clip B FLAGGED:") and "silent" in banner
+    assert findings.startswith("> **silent**: RMS") and "rule" in findings
+    assert measures.startswith("Predicted MOS")
 
 
 def test_a_clean_clip_says_so_and_names_what_did_not_run(results):
@@ -43,7 +44,7 @@ def test_plan_summary_lists_the_flagged_clips(results):
         clip_row("en_07", PROMPT.id, "bfloat16-n5", "k2", silent),
     ]
     text = plan_summary_markdown(summarize(rows))
-    assert "| `float16-n10` | 1 |" in text and "🚩 **1**" in text
+    assert "| `float16-n10` | 1 |" in text and "⚠️ **1**" in text
     assert "- `bfloat16-n5` en_07 / en_flite_slt: silent:" in text
 
 
