@@ -14,6 +14,7 @@ from abapp.context import AppContext, run_with_buttons_disabled, user_errors
 from abapp.listening_ui import Player, listening_line, wire_players
 from abapp.playground_handlers import PairRequest, PairView, SideRequest
 from abapp.ratings_ui import PREFERENCE_CHOICES_AB, SCORE_CHOICES, save_rating
+from abapp.screen_view import PlaygroundScreen
 from abapp.state import Judgement
 from abapp.synthesis import PRESETS, TOKEN_MODE_LABELS
 from eval.loudness import TARGET_LUFS
@@ -53,6 +54,9 @@ class PairWidgets:
     playback_a: gr.State
     playback_b: gr.State
     listening: gr.Markdown
+    screen_a: gr.Markdown  # the automatic quality screen, filled after the clips show
+    screen_b: gr.Markdown
+    to_screen: gr.State  # the pair's unnormalised audio, waiting for the screen
 
     @property
     def outputs(self) -> list:
@@ -60,7 +64,7 @@ class PairWidgets:
         return [
             self.audio_a, self.audio_b, self.info_a, self.info_b, self.plot, self.distances, self.pair,
             self.score_a, self.score_b, self.preference, self.listening, self.status, self.playback_a,
-            self.playback_b,
+            self.playback_b, self.to_screen,
         ]  # fmt: skip
 
     def updates(self, view: PairView) -> dict:
@@ -79,6 +83,7 @@ class PairWidgets:
             self.playback_a: view.playback_a,
             self.playback_b: view.playback_b,
             self.listening: listening_line(view.playback_a, view.playback_b, PLAYER_NAMES),
+            self.to_screen: view.screen_input,
         }
 
 
@@ -162,9 +167,11 @@ def _results_layout() -> tuple[PairWidgets, gr.Button]:
         with gr.Column():
             audio_a = gr.Audio(label="A", type="filepath", interactive=False, elem_id="pg-audio-a")
             info_a = gr.Markdown(elem_id="pg-info-a")
+            screen_a = gr.Markdown(elem_id="pg-screen-a")
         with gr.Column():
             audio_b = gr.Audio(label="B", type="filepath", interactive=False, elem_id="pg-audio-b")
             info_b = gr.Markdown(elem_id="pg-info-b")
+            screen_b = gr.Markdown(elem_id="pg-screen-b")
     listening = gr.Markdown(elem_id="pg-listening")
     plot = gr.Plot(label="Spectrograms: A, B (same colour scale) and B minus A")
     distances = gr.Markdown(label="Objective distances", elem_id="pg-distances")
@@ -178,7 +185,7 @@ def _results_layout() -> tuple[PairWidgets, gr.Button]:
     status = gr.Markdown(NO_PAIR_HINT, elem_id="pg-status")
     widgets = PairWidgets(
         audio_a, audio_b, info_a, info_b, plot, distances, gr.State(None), score_a, score_b, preference, status,
-        gr.State(None), gr.State(None), listening,
+        gr.State(None), gr.State(None), listening, screen_a, screen_b, gr.State(None),
     )  # fmt: skip
     return widgets, rate
 
@@ -198,6 +205,7 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
         )
     generate = gr.Button("Generate A and B", variant="primary", elem_id="pg-generate")
     out, rate = _results_layout()
+    screen = PlaygroundScreen(ctx.pipeline.info.model_dir, ctx.pipeline.info.random_weights)
 
     @user_errors
     def on_generate(text, path, transcript, sa, da, xa, sb, db, xb, mode, ka, kb, match, progress=gr.Progress()):  # noqa: B008
@@ -207,7 +215,7 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
 
     # NOTE: this order is the API's; inputs added later come last (gradio_client may omit them).
     side_inputs = [w for s in (side_a, side_b) for w in (s.flow_steps, s.dtype, s.seed)]
-    run_with_buttons_disabled(
+    generated = run_with_buttons_disabled(
         generate.click,
         [generate, rate],
         on_generate,
@@ -217,6 +225,15 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
         concurrency_limit=1,
         concurrency_id="synthesis",
         show_progress_on=[out.status],
+    )
+    # The screen runs after the clips are on screen, so it never holds them up.
+    generated.success(
+        screen.markdown_pair,
+        out.to_screen,
+        [out.screen_a, out.screen_b],
+        concurrency_limit=1,
+        concurrency_id="screen",
+        api_name="screen",
     )
     wire_players(
         Player(out.audio_a, out.playback_a, "pg-audio-a", "played_a", "paused_a", "ended_a"),

@@ -17,6 +17,7 @@ import soundfile as sf
 
 from abapp.context import AppContext, fresh_temp_dir
 from abapp.playback import ClipPlayback
+from abapp.screen_view import PairScreenInput, pair_screen_input
 from abapp.spectrogram import distances_markdown, pair_figure
 from abapp.state import PairState
 from abapp.synthesis import make_options, render_pair, result_markdown
@@ -62,6 +63,7 @@ class PairView:
     playback_a: ClipPlayback
     playback_b: ClipPlayback
     status: str
+    screen_input: PairScreenInput  # the pair as synthesised, for the automatic screen
 
 
 def to_wav(audio: np.ndarray, sample_rate: int, folder: Path, name: str) -> str:
@@ -108,4 +110,5 @@ def generate(ctx: AppContext, request: PairRequest, progress: Progress) -> PairV
         playback_a=ClipPlayback(ra.duration),
         playback_b=ClipPlayback(rb.duration),
         status=f"New pair `{out.pair.trial_id}` ready: play A and B to their ends, then rate.",
+        screen_input=pair_screen_input(out, request.prompt_path),
     )

@@ -15,6 +15,7 @@ from abapp.blind_runner import BlindTestRunner
 from abapp.context import RANDOM_WEIGHTS_NOTICE, AppContext, PromptCache, user_errors
 from abapp.playground import build_playground
 from abapp.results_tab import build_results
+from abapp.screen_view import SCREEN_CSS
 from abapp.state import clean_listener_id
 from eval.clipbank import ClipBank
 from eval.ratings import RatingsStore
@@ -27,7 +28,7 @@ CSS = """
 /* A/B clips are heard at their own speed: no playback-rate button on those players. */
 #blind-audio-1 button.playback, #blind-audio-2 button.playback,
 #pg-audio-a button.playback, #pg-audio-b button.playback { display: none; }
-"""
+""" + SCREEN_CSS
 
 
 def make_context(

@@ -286,7 +286,14 @@ def _summary_rows(summaries: list[dict]) -> list[dict]:
         row = {
             k: c[k]
             for k in (
-                "label", "backend", "backend_ran", "llm_backend_ran", "dtype", "dtype_ran", "flow_steps", "n_tokens",
+                "label",
+                "backend",
+                "backend_ran",
+                "llm_backend_ran",
+                "dtype",
+                "dtype_ran",
+                "flow_steps",
+                "n_tokens",
             )  # fmt: skip
         }
         for metric, stat in c["stats"].items():

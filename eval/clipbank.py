@@ -135,6 +135,8 @@ class ClipBank:
             },
             "rtf": result.rtf,
             "warnings": list(result.warnings),
+            # The LLM's tokens per sentence segment: the screen looks for loops in them.
+            "speech_tokens": [seg.tolist() for seg in result.speech_tokens],
         }
         return self.put_audio(key, result.audio, result.sample_rate, sidecar)
 

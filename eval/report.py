@@ -5,9 +5,14 @@ Command line::
     python -m eval.report RATINGS.csv --baseline float16-n10 --margin 0.05 [--anchor float32-n1]
         [--json OUT.json] [--xlsx OUT.xlsx] [--csv OUT.csv] [--plot OUT.png] [--seed N]
         [--method cluster-t|cgm|bootstrap] [--bootstrap N] [--confidence 0.95] [--mode blind] [--exclude-flagged]
+        [--screen results/screen/<plan>/clips.csv]
 
 prints a table and writes the requested files. A file that is not a valid ratings log, or an
 unknown --baseline/--anchor, gives a one-line error and exit code 2 (no traceback).
+
+``--screen CLIPS.csv`` (written by ``python -m eval.screen.plan``) adds the automatic screen's
+per-configuration means beside the MOS, with their Spearman rank correlations across configurations
+and clips (eval/screen/agreement.py; JSON key ``screen_agreement``).
 
 The app's Results tab calls :func:`summarize` and :func:`plot_summary` directly (default method).
 
@@ -539,14 +544,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep only judgements of this mode (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--screen",
+        type=Path,
+        default=None,
+        help="clips.csv of python -m eval.screen.plan: its means beside the MOS, with rank correlations",
+    )
     return parser
 
 
-def _write_outputs(args: argparse.Namespace, summary: ReportSummary) -> list[Path]:
+def _write_outputs(
+    args: argparse.Namespace, summary: ReportSummary, screen: dict | None = None
+) -> list[Path]:
     written = []
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary.to_json_dict(), indent=2, allow_nan=False) + "\n")
+        doc = summary.to_json_dict() | ({"screen_agreement": screen} if screen else {})
+        args.json.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         written.append(args.json)
     if args.xlsx or args.csv:
         from eval import sheets
@@ -578,7 +592,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             exclude_flagged=args.exclude_flagged,
         )
         print(format_table(summary))
-        for path in _write_outputs(args, summary):
+        screen = None
+        if args.screen:
+            from eval.screen.agreement import agreement_from_files, format_agreement
+
+            agreement = agreement_from_files(args.ratings, args.screen, args.mode)
+            print(format_agreement(agreement))
+            screen = agreement.to_json_dict()
+        for path in _write_outputs(args, summary, screen):
             print(f"wrote {path}")
     except (RatingsFormatError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -127,6 +127,15 @@ def test_playground_generate_play_rate(app) -> None:
     assert (row["a_plays"], row["b_plays"], row["trial_kind"]) == ("2", "1", "test")
 
 
+def test_playground_screen_follows_the_pair(app) -> None:
+    c = client(app, "screen-listener")
+    generate(c)
+    screen_a, screen_b = c.predict(api_name="/screen")  # the browser chains it after /generate
+    for text in (screen_a, screen_b):
+        assert "Predicted MOS (DNSMOS): OVRL" in text and "Similarity to the prompt" in text
+        assert "WER" in text and "measures nothing" in text  # the demo model's CAM++ says so
+
+
 def test_rating_needs_listener_id(app) -> None:
     c = client(app)  # no listener id set in this session
     generate(c)

@@ -273,6 +273,8 @@ def test_playground_generate_play_rate(browser, server) -> None:
     playwright_api.expect(page.locator("#pg-generate")).to_be_enabled()
     assert "RTF" in page.inner_text("#pg-info-a") and "ran: float32" in page.inner_text("#pg-info-b")
     assert "→ -23.0 LUFS" in page.inner_text("#pg-info-a")  # loudness-matched by default
+    wait_for_work(page, "#pg-screen-b", "Predicted MOS")  # the automatic screen follows the clips
+    assert "Predicted MOS" in page.inner_text("#pg-screen-a") and "WER" in page.inner_text("#pg-screen-a")
     screenshot(page, "playground")
     choose(page, "pg-score-a", "4 · Good")
     choose(page, "pg-score-b", "2 · Poor")
