@@ -11,7 +11,7 @@ import math
 
 from matplotlib.figure import Figure
 
-from eval.report import ReportSummary
+from eval.summary import ReportSummary
 
 VERDICT_COLOURS = {"pass": "tab:green", "fail": "tab:red", "insufficient": "tab:gray", "baseline": "tab:blue"}
 FIGURE_WIDTH = 12.0  # inches

@@ -19,7 +19,7 @@ import pandas as pd
 
 from eval import stats
 from eval.ratings_io import FORMULA_TRIGGERS, read_ratings
-from eval.report import ReportSummary, method_descriptions
+from eval.summary import ReportSummary, method_descriptions
 
 HEADER_FONT_BOLD = True
 MAX_COLUMN_WIDTH = 60  # characters; long texts wrap instead of making a huge column
