@@ -2,9 +2,8 @@
 
 The statistics are ``eval.report.summarize`` with its default method (the small-sample two-way
 cluster-robust t of eval/cluster_t.py, clustered by listener and text; measured level and coverage
-in docs/verdict-validation.md); a comparison too small for a verdict shows "insufficient" and why;
-when that module cannot be imported the tab falls back to plain counts and says so. With an
-admin password set, nothing is computed or offered for download without it.
+in docs/verdict-validation.md); a comparison too small for a verdict shows "insufficient" and why.
+With an admin password set, nothing is computed or offered for download without it.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,12 +19,13 @@ import gradio as gr
 import pandas as pd
 
 from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
+from eval import report, sheets, stats
 from eval.ratings_io import counted_label
+from eval.summary import format_number, method_descriptions
 
 log = logging.getLogger(__name__)
 
 DOWNLOADS_DIRNAME = "cosyvoice2-ab-downloads"
-MARGIN = 0.05  # the project's criterion: MOS at most 5% below the baseline
 MODE_CHOICES = [("Blind trials only", "blind"), ("All (blind and playground)", "all")]
 TABLE_COLUMNS = [
     "config",
@@ -48,38 +48,13 @@ VERDICT_ICONS = {
 
 
 def _num(value: float | None, fmt: str = ".2f") -> str:
-    return "–" if value is None or not math.isfinite(value) else format(value, fmt)
+    return format_number(value, fmt, missing="–")
 
 
 def _configs_in(rows: list[dict[str, str]]) -> list[str]:
     """Configurations as the statistics count them (eval.ratings_io.counted_label), most rated first."""
     counts = Counter(counted_label(r[f"{k}_config"], r[f"{k}_dtype"])[0] for r in rows for k in ("a", "b"))
     return [c for c, _ in counts.most_common()]
-
-
-def counts_table(rows: list[dict[str, str]]) -> pd.DataFrame:
-    """Ratings, listeners and raw mean score per configuration (no statistics module needed)."""
-    scores: dict[str, list[int]] = defaultdict(list)
-    listeners: dict[str, set[str]] = defaultdict(set)
-    texts: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        for side in ("a", "b"):
-            config = r[f"{side}_config"]
-            scores[config].append(int(r[f"score_{side}"]))
-            listeners[config].add(r["listener_id"])
-            texts[config].add(r["text_id"])
-    return pd.DataFrame(
-        [
-            {
-                "config": c,
-                "ratings": len(s),
-                "listeners": len(listeners[c]),
-                "texts": len(texts[c]),
-                "mean score (no CI)": round(sum(s) / len(s), 3),
-            }
-            for c, s in sorted(scores.items())
-        ]
-    )
 
 
 def summary_frame(summary) -> pd.DataFrame:
@@ -167,20 +142,11 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
             dropdown,
         )
     baseline = baseline if baseline in configs else configs[0]
-    try:
-        from eval import report, sheets
-    except ImportError as err:
-        log.warning("statistics unavailable: %s", err)
-        notice = (
-            f"⚠️ The statistics module (`eval/report.py`) is not available ({err}); "
-            "showing counts only, without confidence intervals or a verdict."
-        )
-        return counts_table(rows), notice, "", None, [str(f) for f in files], dropdown
     anchor = plan.anchor_condition if plan is not None else None
     summary = report.summarize(
         rows,
         baseline=baseline,
-        margin=MARGIN,
+        margin=stats.DEFAULT_MARGIN,
         modes=None,
         anchor=anchor.label if anchor is not None and anchor.label in configs else None,
         exclude_flagged=exclude_flagged,
@@ -192,7 +158,7 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
     files.append(sheets.write_xlsx(summary, pd.DataFrame(rows), folder / "rating-sheet.xlsx"))
     return (
         summary_frame(summary),
-        _method_markdown(summary, report.method_descriptions(summary.method)),
+        _method_markdown(summary, method_descriptions(summary.method)),
         preferences_markdown(summary),
         figure,
         [str(f) for f in files],

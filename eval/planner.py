@@ -210,7 +210,7 @@ def plan_sample_size(
     *,
     base_mos: float = 4.0,
     true_drop: float = 0.02,
-    margin: float = 0.05,
+    margin: float = stats.DEFAULT_MARGIN,
     target_power: float = 0.8,
     listener_grid: tuple[int, ...] = DEFAULT_LISTENER_GRID,
     text_grid: tuple[int, ...] = DEFAULT_TEXT_GRID,
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drop", type=float, default=0.02, help="true relative drop to detect as non-inferior"
     )
-    parser.add_argument("--margin", type=float, default=0.05, help="relative non-inferiority margin")
+    parser.add_argument("--margin", type=float, default=stats.DEFAULT_MARGIN, help="relative non-inferiority margin")
     parser.add_argument("--power", type=float, default=0.8, help="target power")
     parser.add_argument("--listeners", type=int, nargs="+", default=list(DEFAULT_LISTENER_GRID))
     parser.add_argument("--texts", type=int, nargs="+", default=list(DEFAULT_TEXT_GRID))

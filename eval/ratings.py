@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .ratings_schema import (
     COLUMNS,
+    FORMULA_PREFIXES,
     MODES,
     PREFERENCES,
     SCHEMA_VERSION,
@@ -46,7 +47,6 @@ AUTO_COLUMNS = ("schema_version", "timestamp_utc")
 # Validated integer columns (never spreadsheet-escaped: they cannot start with a formula char).
 INT_COLUMNS = ("a_flow_steps", "a_seed", "b_flow_steps", "b_seed", "score_a", "score_b", "a_plays", "b_plays")
 SIDES = ("A", "B")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_FIELD_CHARS = 4_000  # a longer cell is a bug or an attack; the app caps text far below this
 HEADER_LINE = ",".join(COLUMNS) + "\n"
 HEADER_BYTES = HEADER_LINE.encode("ascii")

@@ -19,8 +19,10 @@ import pandas as pd
 from eval.ratings_schema import (
     ADDED_IN_V2,
     ADDED_IN_V3,
+    FORMULA_PREFIXES,
     MODES,
     PREFERENCES,
+    SCORE_LABELS,
     V1_COLUMNS,
     V1_LABEL_BACKEND_SUFFIXES,
 )
@@ -28,14 +30,14 @@ from tts_core.config_id import DTYPE_NAMES, ConfigId
 
 KNOWN_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 SIDE_KEYS: tuple[str, ...] = ("a", "b")
-SCORE_MIN = 1
-SCORE_MAX = 5
+SCORE_MIN = min(SCORE_LABELS)
+SCORE_MAX = max(SCORE_LABELS)
 SCORE_COLUMNS: tuple[str, ...] = ("score_a", "score_b")
 # Columns that must hold a non-empty value: they identify what was rated, by whom, on which text.
 REQUIRED_TEXT_COLUMNS: tuple[str, ...] = ("listener_id", "text_id", "a_config", "b_config")
 # The app prefixes a single quote to strings that a spreadsheet would run as a formula; a leading
 # quote followed by one of these characters is that guard, not data.
-FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_TRIGGERS = FORMULA_PREFIXES
 MAX_ERRORS_LISTED = 5
 
 

@@ -62,6 +62,9 @@ V1_COLUMNS: tuple[str, ...] = tuple(c for c in V2_COLUMNS if c not in ADDED_IN_V
 # Flow backends that version 1 appended to a label ("float16-n10-tensorrt"); readers strip them.
 V1_LABEL_BACKEND_SUFFIXES: tuple[str, ...] = ("-torch-cudagraph", "-tensorrt", "-torch")
 
+# A cell starting with one of these is a formula to a spreadsheet; the store writes a leading ' before
+# it and readers strip that guard again.
+FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 SCORE_LABELS: dict[int, str] = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
 PREFERENCES: tuple[str, ...] = ("A", "B", "none")
 MODES: tuple[str, ...] = ("playground", "blind")

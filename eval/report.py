@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -70,9 +69,10 @@ from eval.summary import (
     VERDICT_BASELINE,
     ConfigSummary,
     ReportSummary,
+    format_number,
 )
 
-DEFAULT_MARGIN = 0.05
+DEFAULT_MARGIN = stats.DEFAULT_MARGIN
 EXIT_BAD_INPUT = 2
 MAX_ROWS_LISTED = 5  # row numbers quoted in a warning
 # Near the top of the scale the level holds only with more listeners (docs/verdict-validation.md:
@@ -284,8 +284,7 @@ def plot_summary(summary: ReportSummary):
     return _plot(summary)
 
 
-def _num(value: float, fmt: str = ".2f") -> str:
-    return "-" if value is None or not math.isfinite(value) else format(value, fmt)
+_num = format_number
 
 
 def format_table(summary: ReportSummary) -> str:

@@ -39,7 +39,7 @@ DEFAULT_BOOTSTRAP_REPLICATES = 2_000
 SIM_N_BOOT = 1_000  # bootstrap replicates inside each simulated test (the report uses 2000)
 POWER_SHARE = 0.25  # power is simulated with this share of --replicates
 POWER_DROPS = (0.0, 0.02)
-MARGIN = 0.05
+MARGIN = stats.DEFAULT_MARGIN
 CHUNK = 2_000  # simulated tests per batch (memory: CHUNK x judgements floats)
 PLANNER_MODEL = VarianceComponents(0.5, 0.3, 0.7)  # eval.planner's CLI defaults
 

@@ -50,6 +50,7 @@ from scipy import stats as sps
 from eval import cluster_t, verdict_bounds
 
 CONFIDENCE = 0.95  # two-sided level of MOS intervals; one-sided level of the non-inferiority bound
+DEFAULT_MARGIN = 0.05  # the project's criterion: MOS at most 5% below the baseline
 DEFAULT_N_BOOT = 2000  # bootstrap replicates
 MIN_N_BOOT = 100
 QUANTILE_METHOD = "inverted_cdf"  # order statistic: the ratio and difference bounds agree exactly

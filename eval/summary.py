@@ -18,6 +18,11 @@ REPORT_VERSION = 1
 VERDICT_BASELINE = "baseline"
 
 
+def format_number(value: float | None, fmt: str = ".2f", missing: str = "-") -> str:
+    """``value`` formatted, or ``missing`` when it is None, NaN or infinite (every report table uses this)."""
+    return missing if value is None or not math.isfinite(value) else format(value, fmt)
+
+
 _SHARED_METHODS: dict[str, str] = {
     "naive_ci": "Student t interval treating every rating as independent (comparison only)",
     "preference_ci": "Wilson score interval (votes treated as independent); sign test p-value",

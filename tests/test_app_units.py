@@ -10,12 +10,11 @@ import soundfile as sf
 import torch
 
 from abapp.playback import ClipPlayback
-from abapp.results_tab import counts_table
 from abapp.spectrogram import pair_figure
 from abapp.state import Judgement, PairState, RatingRefused, Side, clean_listener_id, rating_row
 from abapp.synthesis import check_text, make_options, read_prompt_audio
 from eval.conditions import Condition
-from eval.ratings import RatingsStore, format_row
+from eval.ratings import format_row
 from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
 
@@ -157,18 +156,6 @@ def test_pair_figure_shares_colour_scale_and_labels_axes() -> None:
     assert all(ax.get_ylabel() == "mel bin" for ax in plot_axes)
     assert plot_axes[-1].get_xlabel() == "time (s)"
     assert plot_axes[1].get_xlim()[1] == pytest.approx(120 * 0.02)  # 50 frames per second
-
-
-def test_counts_table_from_store(tmp_path: Path) -> None:
-    from tests.conftest import judgement
-
-    store = RatingsStore(tmp_path / "r.csv")
-    store.append({**judgement("t1"), "score_a": 5, "score_b": 2})
-    store.append({**judgement("t2", listener="bob"), "score_a": 4, "score_b": 3})
-    table = counts_table(store.rows()).set_index("config")
-    assert table.loc["float16-n10", "ratings"] == 2 and table.loc["float16-n10", "listeners"] == 2
-    assert table.loc["float16-n10", "mean score (no CI)"] == 4.5
-    assert table.loc["bfloat16-n5", "mean score (no CI)"] == 2.5
 
 
 def test_edge_distance_separates_chunk_edges_from_the_rest() -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from eval.ratings_io import drop_duplicate_trials, read_ratings
+from eval.summary import format_number
 
 from .summary import MEASURE_COLUMNS, ClipRow, read_rows, summarize
 
@@ -172,8 +173,7 @@ def agreement_from_files(
     return compare_with_listeners(table, read_rows(Path(screen_csv)))
 
 
-def _num(x: float | None, fmt: str = ".2f") -> str:
-    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+_num = format_number
 
 
 SHOWN = (("dnsmos_ovrl", "OVRL"), ("dnsmos_p808", "P.808"), ("sim_campplus", "sim CAM++"),

@@ -30,6 +30,7 @@ import soundfile as sf
 
 from eval.clipbank import Clip, ClipBank, build_bank
 from eval.runinfo import EXIT_BAD_INPUT, ROOT, add_model_args, environment_info, model_source
+from eval.summary import format_number
 from eval.trials import PromptAsset, TestPlan, TextItem, load_plan, load_prompts, load_texts
 
 from .options import MEASURES, ScreenOptions
@@ -95,8 +96,7 @@ def screen_bank(
     return rows
 
 
-def _num(x: float | None, fmt: str) -> str:
-    return "-" if x is None or not np.isfinite(x) else format(x, fmt)
+_num = format_number
 
 
 def format_summary(summary: Sequence[ConfigScreen]) -> str:
