@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from tts_core.config_id import ConfigId
-from tts_core.constants import MAX_TEXT_CHARS, N_MELS, SPEAKER_EMBEDDING_DIM
+from tts_core.constants import MAX_TEXT_CHARS
 from tts_core.devices import DeviceInfo, resolve_device, resolve_dtype, synchronize, tf32_convolutions
 from tts_core.flow.selection import BACKEND_CHOICES
 from tts_core.frontend.prompt import PromptFeatures
 from tts_core.frontend.speech_frontend import SpeechFrontend
-from tts_core.frontend.text_normalize import detect_language, normalize_text, split_sentences
+from tts_core.frontend.text_normalize import normalize_text, segment_text
 from tts_core.frontend.tokenizer import TextTokenizer
 from tts_core.model.loading import LoadedModels, load_models
 from tts_core.model.model_dir import ModelDir, resolve_source, weights_digest
@@ -34,37 +34,17 @@ from tts_core.results import GeneratedTokens, OneTimeWork, SynthesisResult, Timi
 from tts_core.runtime import DtypeModels, ModelCopies
 from tts_core.streaming.render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
 from tts_core.streaming.session import StreamJob, SynthesisStream
+from tts_core.warmup import (
+    WARMUP_MAX_TOKENS,
+    WARMUP_REQUESTS,
+    WARMUP_TEXT_TOKENS,
+    WarmupReport,
+    warmup_prompt,
+)
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-WARMUP_PROMPT_TOKENS = 75  # 3 s of prompt speech
-WARMUP_PROMPT_TEXT_TOKENS = 12
-# (text tokens, speech tokens) of the whole requests warm-up runs per dtype (output discarded):
-# 2, 10 and 20 s of audio, so the prefill and the vocoder have met short and long inputs.
-WARMUP_REQUESTS = ((8, 50), (32, 250), (96, 500))
-# Text lengths whose decode states warm-up builds: with the default token ratios they need the KV
-# capacities 1024 and 4096 of llm_static.CAPACITY_LADDER (a sentence up to ~180 text tokens).
-WARMUP_TEXT_TOKENS = (4, 180)
-# Flow graphs are captured at warm-up for prompt + new tokens up to this (41 s of mel: a 15 s
-# prompt and a 26 s sentence); a longer input is captured on first use, reported as one-time work.
-WARMUP_MAX_TOKENS = 1024
-
-
-@dataclass(frozen=True)
-class WarmupReport:
-    """What :meth:`Pipeline.warmup` did and what it holds."""
-
-    seconds: float  # wall clock of the whole warm-up
-    work: tuple[OneTimeWork, ...]  # each piece of one-time work it paid
-    device_memory_mb: float  # GPU memory reserved by it (0 on a CPU)
-
-    def summary(self) -> str:
-        graphs = sum(w.what.startswith("flow graph") for w in self.work)
-        return (
-            f"warm-up {self.seconds:.1f} s: {graphs} flow graphs, {len(self.work) - graphs} other one-time "
-            f"steps; holds {self.device_memory_mb:.0f} MB of GPU memory"
-        )
 
 
 @dataclass(frozen=True)
@@ -194,16 +174,7 @@ class Pipeline:
                 f"the text has {len(stripped)} characters; the limit is {MAX_TEXT_CHARS} "
                 "(split it into several requests)"
             )
-        tokenizer = self._require_tokenizer()
-        language = detect_language(stripped)
-        normalized = normalize_text(stripped, language)
-        # split_sentences drops punctuation-only pieces, so an empty list means nothing to speak.
-        pieces = split_sentences(normalized, tokenizer.encode, language)
-        ids = [tokenizer.encode(p) for p in pieces]
-        kept = [(p, i) for p, i in zip(pieces, ids) if i]
-        if not kept:
-            raise ValueError("the text has nothing to speak after normalisation (only punctuation?)")
-        return [i for _, i in kept], tuple(p for p, _ in kept)
+        return segment_text(stripped, self._require_tokenizer().encode)
 
     # ------------------------------------------------------------------ flow + vocoder
     def tokens_to_audio(
@@ -446,13 +417,7 @@ class Pipeline:
         dev = self._device.torch
         held_before = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
         start = time.perf_counter()
-        # A zero-shot prompt of about 3 s, like the app's (text tokens and speech tokens).
-        prompt = PromptFeatures.from_arrays(
-            torch.ones(WARMUP_PROMPT_TEXT_TOKENS, dtype=torch.long),
-            torch.zeros(WARMUP_PROMPT_TOKENS, dtype=torch.long),
-            torch.zeros(2 * WARMUP_PROMPT_TOKENS, N_MELS),
-            torch.ones(SPEAKER_EMBEDDING_DIM),
-        )
+        prompt = warmup_prompt()
         work: list[OneTimeWork] = []
         dtypes = list(dict.fromkeys(c.dtype for c in configs))
         for i, config in enumerate(configs):

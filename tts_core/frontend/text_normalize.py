@@ -421,3 +421,15 @@ def normalize_and_split(
         return [text]
     language = _check_language(language or detect_language(text))
     return split_sentences(normalize_text(text, language), tokenize, language)
+
+
+def segment_text(text: str, encode: Callable[[str], list[int]]) -> tuple[list[list[int]], tuple[str, ...]]:
+    """(text token ids per synthesis piece, the normalised pieces) of a non-empty text: language
+    detected, normalised, split as the official frontend does; ValueError when nothing is left to speak."""
+    language = detect_language(text)
+    # split_sentences drops punctuation-only pieces, so an empty list means nothing to speak.
+    pieces = split_sentences(normalize_text(text, language), encode, language)
+    kept = [(p, ids) for p in pieces if (ids := encode(p))]
+    if not kept:
+        raise ValueError("the text has nothing to speak after normalisation (only punctuation?)")
+    return [ids for _, ids in kept], tuple(p for p, _ in kept)
