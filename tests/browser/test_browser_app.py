@@ -45,7 +45,7 @@ PASSWORD = "browser-admin"
 # NOTE: no deadline on work whose length depends on the machine (start-up, synthesis): the test
 # waits for the app's own signals (its URL answers; the status line; an error toast) for as long as
 # the app process lives. A dead app or an error toast fails at once.
-NO_DEADLINE = 0  # Playwright: wait without a timeout
+NO_DEADLINE = 900_000  # ms: a generous backstop, so a lost signal fails instead of hanging CI
 # Plan-only configurations: these labels appear nowhere in the page unless the plan leaks.
 PLAN = {
     "name": "browser plan",
