@@ -117,7 +117,7 @@ def warmup_configs(dtypes, plan_configs) -> list:
 def warm_up(pipeline, data_dir: Path) -> None:
     """Pay graph capture and compilation before the UI serves, and say what it cost."""
     from abapp.blind_runner import ACTIVE_PLAN_NAME
-    from eval.trials import load_plan
+    from eval.serving.trials import load_plan
 
     plan_file = data_dir / ACTIVE_PLAN_NAME
     try:
@@ -135,7 +135,7 @@ def warm_up(pipeline, data_dir: Path) -> None:
 def build_ui(
     pipeline, store, data_dir: Path, admin_password: str | None = None, clock: Callable[[], float] = time.monotonic
 ):
-    """``gr.Blocks`` of the app for a loaded pipeline and a :class:`eval.ratings.RatingsStore`.
+    """``gr.Blocks`` of the app for a loaded pipeline and a :class:`eval.serving.ratings.RatingsStore`.
 
     Without ``admin_password`` the experimenter controls are open to this machine only and a
     password for other machines is generated and printed (abapp/access.py). ``clock`` (seconds)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = (args.data_dir or default_data_dir()).resolve()
     ratings_path = (args.ratings or data_dir / "ratings.csv").resolve()
 
-    from eval.ratings import RatingsFileError, RatingsStore
+    from eval.serving.ratings import RatingsFileError, RatingsStore
 
     try:
         store = RatingsStore(ratings_path)

@@ -5,7 +5,7 @@ plan and pre-generates the clips; listeners only read clips from the bank (no GP
 rating). The active plan is saved next to the ratings, so a restarted app continues the same
 test, and the content-addressed bank means nothing is generated twice.
 
-A plan's clips are of every condition (eval/plan_clips.py): our renderings, the hidden anchor and
+A plan's clips are of every condition (eval/serving/plan_clips.py): our renderings, the hidden anchor and
 clips imported from another system, which are validated and imported when the plan is set. What
 a browser receives is a fresh copy per listener and trial (abapp/served_clips.py).
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abapp.served_clips import served_length, write_served
-from eval.clipbank import Clip, ClipBank
-from eval.loudness import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
-from eval.plan_clips import ClipKeys, import_external, make_plan_clips, plan_clip_keys
-from eval.trials import PromptAsset, TestPlan, TextItem, Trial, assign_trials, load_plan
+from eval.serving.clipbank import Clip, ClipBank
+from eval.serving.loudness import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
+from eval.serving.plan_clips import ClipKeys, import_external, make_plan_clips, plan_clip_keys
+from eval.serving.trials import PromptAsset, TestPlan, TextItem, Trial, assign_trials, load_plan
 
 log = logging.getLogger(__name__)
 

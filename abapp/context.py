@@ -22,8 +22,8 @@ import gradio as gr
 import numpy as np
 
 from abapp.access import AdminAccess
-from eval.ratings import RatingsFileError, RatingsStore
-from eval.trials import PromptAsset, TextItem
+from eval.serving.ratings import RatingsFileError, RatingsStore
+from eval.serving.trials import PromptAsset, TextItem
 from tts_core.lru import LruCache
 
 if TYPE_CHECKING:

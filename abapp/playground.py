@@ -17,7 +17,7 @@ from abapp.ratings_ui import PREFERENCE_CHOICES_AB, SCORE_CHOICES, save_rating
 from abapp.screen_view import PlaygroundScreen
 from abapp.state import Judgement
 from abapp.synthesis import PRESETS, TOKEN_MODE_LABELS
-from eval.loudness import TARGET_LUFS
+from eval.serving.loudness import TARGET_LUFS
 from tts_core.config_id import DTYPE_NAMES
 
 UI_MAX_FLOW_STEPS = 20

@@ -3,7 +3,7 @@
 :func:`generate` takes a :class:`PairRequest` (the widgets' raw values) and returns a
 :class:`PairView`; abapp/playground.py lays out the tab and turns the view into component updates.
 With ``match_loudness`` (on by default) both clips are played at the stimulus loudness of the blind
-test (eval/loudness.py); the spectrograms and objective distances use the audio as synthesised.
+test (eval/serving/loudness.py); the spectrograms and objective distances use the audio as synthesised.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from abapp.screen_view import PairScreenInput, pair_screen_input
 from abapp.spectrogram import distances_markdown, pair_figure
 from abapp.state import PairState
 from abapp.synthesis import make_options, render_pair, result_markdown
-from eval import loudness
+from eval.serving import loudness
 
 PLAYGROUND_DIRNAME = "cosyvoice2-ab-playground"
 

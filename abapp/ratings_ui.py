@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 from abapp.context import AppContext
 from abapp.playback import ClipPlayback
 from abapp.state import Judgement, PairState, RatingRefused, rating_row
-from eval.ratings import DuplicateRatingError
-from eval.ratings_schema import SCORE_LABELS
+from eval.serving.ratings import DuplicateRatingError
+from eval.serving.ratings_schema import SCORE_LABELS
 
 # (label shown, value sent): 5 Excellent ... 1 Bad, best first as on a printed MOS sheet.
 SCORE_CHOICES = [(f"{score} · {SCORE_LABELS[score]}", score) for score in sorted(SCORE_LABELS, reverse=True)]

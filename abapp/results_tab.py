@@ -1,7 +1,7 @@
 """Results tab: MOS per configuration with intervals, the 5% non-inferiority verdict, downloads.
 
-The statistics are ``eval.report.summarize`` with its default method (the small-sample two-way
-cluster-robust t of eval/cluster_t.py, clustered by listener and text; measured level and coverage
+The statistics are ``eval.statistics.report.summarize`` with its default method (the small-sample two-way
+cluster-robust t of eval/statistics/cluster_t.py, clustered by listener and text; measured level and coverage
 in docs/verdict-validation.md); a comparison too small for a verdict shows "insufficient" and why.
 With an admin password set, nothing is computed or offered for download without it.
 """
@@ -19,9 +19,9 @@ import gradio as gr
 import pandas as pd
 
 from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
-from eval import report, sheets, stats
-from eval.ratings_io import counted_label
-from eval.summary import format_number, method_descriptions
+from eval.statistics import report, sheets, stats
+from eval.statistics.ratings_io import counted_label
+from eval.statistics.summary import format_number, method_descriptions
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _num(value: float | None, fmt: str = ".2f") -> str:
 
 
 def _configs_in(rows: list[dict[str, str]]) -> list[str]:
-    """Configurations as the statistics count them (eval.ratings_io.counted_label), most rated first."""
+    """Configurations as the statistics count them (eval.statistics.ratings_io.counted_label), most rated first."""
     counts = Counter(counted_label(r[f"{k}_config"], r[f"{k}_dtype"])[0] for r in rows for k in ("a", "b"))
     return [c for c, _ in counts.most_common()]
 
@@ -118,7 +118,7 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
     """(table, markdown, preferences markdown, figure, files, baseline dropdown update).
 
     ``exclude_flagged``: leave out listeners flagged by the active plan's hidden controls
-    (eval/controls.py states the rule; the method text repeats it).
+    (eval/statistics/controls.py states the rule; the method text repeats it).
     """
     rows = ctx.store.rows()
     if mode == "blind":

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 from matplotlib.figure import Figure
 
-from eval import objective
+from eval.screen import objective
 from tts_core.constants import MEL_HOP, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def distances_markdown(
     try:
         result = objective.compare(audio_a, audio_b, sample_rate, mel_a=a, mel_b=b).to_dict()
     except Exception as err:  # noqa: BLE001 - the distances are extra information; never fail the pair
-        log.exception("eval.objective.compare failed")
+        log.exception("eval.screen.objective.compare failed")
         return f"- mel L1: {np.abs(b - a).mean():.4f}\n- other distances unavailable: {err}"
     lines = []
     for name, value in result.items():

@@ -18,8 +18,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from abapp.playback import ClipPlayback
-from eval.conditions import Condition
-from eval.ratings_schema import PREFERENCES, SCORE_LABELS, TRIAL_KINDS
+from eval.serving.conditions import Condition
+from eval.serving.ratings_schema import PREFERENCES, SCORE_LABELS, TRIAL_KINDS
 
 POSITIONS = ("first", "second")
 MAX_LISTENER_ID_CHARS = 64
@@ -58,7 +58,7 @@ class Side:
         return self.condition.label
 
     def log_fields(self, key: str) -> dict[str, object]:
-        """This side's ratings-log cells, ``key`` "a" or "b" (see eval/ratings_schema.py)."""
+        """This side's ratings-log cells, ``key`` "a" or "b" (see eval/serving/ratings_schema.py)."""
         return {
             f"{key}_config": self.label,
             f"{key}_flow_steps": self.condition.flow_steps,

@@ -15,7 +15,7 @@ import numpy as np
 
 from abapp.context import AppContext
 from abapp.state import PairState, Side
-from eval.conditions import Condition
+from eval.serving.conditions import Condition
 from tts_core.config_id import ConfigId
 from tts_core.constants import MAX_TEXT_CHARS
 from tts_core.frontend.audio import check_prompt_audio, load_audio

@@ -17,9 +17,9 @@ from abapp.playground import build_playground
 from abapp.results_tab import build_results
 from abapp.screen_view import SCREEN_CSS
 from abapp.state import clean_listener_id
-from eval.clipbank import ClipBank
-from eval.ratings import RatingsStore
-from eval.trials import load_prompts, load_texts
+from eval.serving.clipbank import ClipBank
+from eval.serving.ratings import RatingsStore
+from eval.serving.trials import load_prompts, load_texts
 
 CACHE_KEEP_S = 3600  # seconds gradio keeps a served file (and how often it prunes)
 CSS = """

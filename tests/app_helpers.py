@@ -19,8 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gradio_client import Client  # noqa: E402
 
-from eval.ratings import RatingsStore  # noqa: E402
-from eval.ratings_schema import COLUMNS  # noqa: E402
+from eval.serving.ratings import RatingsStore  # noqa: E402
+from eval.serving.ratings_schema import COLUMNS  # noqa: E402
 
 CLIP_LONGER_THAN_S = 120.0  # fake seconds a listener takes per clip: longer than any demo clip
 

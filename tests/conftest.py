@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.trials import load_prompts, load_texts
+from eval.serving.trials import load_prompts, load_texts
 
 # Parity tests read the official reference vectors from here; override with this variable.
 REFERENCE_ENV = "COSYVOICE2_REFERENCE_DIR"

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from abapp.synthesis import make_options, render_pair, result_markdown  # noqa: E402
 from abapp.ui import make_context  # noqa: E402
 from app import warmup_configs  # noqa: E402
-from eval.ratings import RatingsStore  # noqa: E402
-from eval.trials import load_plan  # noqa: E402
+from eval.serving.ratings import RatingsStore  # noqa: E402
+from eval.serving.trials import load_plan  # noqa: E402
 from tts_core import load_pipeline  # noqa: E402
 
 TEXT_IDS = ("en_02", "en_07", "en_13")

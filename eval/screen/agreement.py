@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from eval.ratings_io import drop_duplicate_trials, read_ratings
-from eval.summary import format_number
+from eval.statistics.ratings_io import drop_duplicate_trials, read_ratings
+from eval.statistics.summary import format_number
 
 from .summary import MEASURE_COLUMNS, ClipRow, read_rows, summarize
 

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.runinfo import EXIT_BAD_INPUT, ROOT, environment_info, model_source
-from eval.trials import load_prompts
+from eval.performance.runinfo import EXIT_BAD_INPUT, ROOT, environment_info, model_source
+from eval.serving.trials import load_prompts
 from tts_core.constants import SAMPLE_RATE
 from tts_core.frontend.audio import resample
 

@@ -6,7 +6,7 @@ Command line::
         [--asr-model WHISPER_DIR] [--asr-device cuda] [--measures dnsmos similarity asr flags]
         [--out results/screen/<plan>]
 
-Clips missing from the bank (``eval.clipbank``, the app's ``DATA/clips``) are synthesised first,
+Clips missing from the bank (``eval.serving.clipbank``, the app's ``DATA/clips``) are synthesised first,
 exactly as the app's "Pre-generate clips" does, so the screened clips are the ones listeners hear.
 Each clip is screened against its text and its voice prompt (:mod:`eval.screen.screener`).
 
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from eval.clipbank import Clip, ClipBank, build_bank
-from eval.runinfo import EXIT_BAD_INPUT, ROOT, add_model_args, environment_info, model_source
-from eval.summary import format_number
-from eval.trials import PromptAsset, TestPlan, TextItem, load_plan, load_prompts, load_texts
+from eval.performance.runinfo import EXIT_BAD_INPUT, ROOT, add_model_args, environment_info, model_source
+from eval.serving.clipbank import Clip, ClipBank, build_bank
+from eval.serving.trials import PromptAsset, TestPlan, TextItem, load_plan, load_prompts, load_texts
+from eval.statistics.summary import format_number
 
 from .options import MEASURES, ScreenOptions
 from .screener import CampplusSource, ClipInput, Screener, load_screener
@@ -64,7 +64,7 @@ def bank_clips(
     prompts: Mapping[str, PromptAsset],
 ) -> tuple[dict[tuple[str, str, str], Clip], int]:
     """({(text id, prompt id, config label): clip} of the plan's clips already in ``bank``, clips missing)."""
-    from eval.clipbank import stimulus_keys
+    from eval.serving.clipbank import stimulus_keys
 
     keys = stimulus_keys(plan, model_hash, dict(texts), dict(prompts))
     found = {stimulus: bank.get(key) for stimulus, key in keys.items()}

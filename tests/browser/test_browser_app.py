@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-from eval.ratings import RatingsStore  # noqa: E402
-from eval.ratings_schema import COLUMNS  # noqa: E402
+from eval.serving.ratings import RatingsStore  # noqa: E402
+from eval.serving.ratings_schema import COLUMNS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

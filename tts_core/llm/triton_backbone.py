@@ -25,7 +25,7 @@ from tts_core.llm.qwen2 import KVCache, Qwen2Model
 class KernelTuning:
     """Launch shapes per kernel: output rows per program, reduction chunk, warps (picked on an H100)."""
 
-    # Defaults: the fastest shapes of `python -m eval.bench_kernels` on an H100 (bf16, released
+    # Defaults: the fastest shapes of `python -m eval.performance.bench_kernels` on an H100 (bf16, released
     # sizes; BENCHMARKS.md): each kernel timed in CUDA graphs cycling through distinct weights so
     # that the L2 cache does not flatter it.
     qkv_half_block: int = 2  # columns of each head half per program
