@@ -25,7 +25,7 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -33,13 +33,22 @@ from scipy import stats as sps
 
 from eval.statistics import cluster_t, planner, stats, verdict_bounds, working_model
 from eval.statistics.listening_model import PairedDesign, VarianceComponents, simulate_tests
+from eval.statistics.options import (
+    CI_METHODS,
+    CONFIDENCE,
+    DEFAULT_MARGIN,
+    DEFAULT_METHOD,
+    METHOD_BOOTSTRAP,
+    StatsOptions,
+)
 
 DEFAULT_REPLICATES = 10_000
 DEFAULT_BOOTSTRAP_REPLICATES = 2_000
 SIM_N_BOOT = 1_000  # bootstrap replicates inside each simulated test (the report uses 2000)
 POWER_SHARE = 0.25  # power is simulated with this share of --replicates
 POWER_DROPS = (0.0, 0.02)
-MARGIN = stats.DEFAULT_MARGIN
+MARGIN = DEFAULT_MARGIN
+BOOTSTRAP_OPTIONS = StatsOptions(margin=MARGIN, method=METHOD_BOOTSTRAP, n_boot=SIM_N_BOOT)
 CHUNK = 2_000  # simulated tests per batch (memory: CHUNK x judgements floats)
 PLANNER_MODEL = VarianceComponents(0.5, 0.3, 0.7)  # eval.statistics.planner's CLI defaults
 
@@ -132,7 +141,7 @@ class SimulationOptions:
         stats.derived_rng(self.seed)  # validates the seed
 
     def tests_for(self, method: str) -> int:
-        return self.bootstrap_replicates if method == stats.METHOD_BOOTSTRAP else self.replicates
+        return self.bootstrap_replicates if method == METHOD_BOOTSTRAP else self.replicates
 
 
 @dataclass(frozen=True)
@@ -222,7 +231,7 @@ def _analytic_chunk(
             y_b,
             est.contrast,
             keep=1 - MARGIN,
-            confidence=stats.CONFIDENCE,
+            confidence=CONFIDENCE,
             rule=rule,
             traces=est.contrast_traces,
         )
@@ -230,7 +239,7 @@ def _analytic_chunk(
     design = est.mos.design
     if min(design.n_listeners, design.n_texts) >= min_interval_clusters:
         for y, truth, attr in ((y_b, mos[0], "cover_b"), (y_v, mos[1], "cover_v")):
-            _, low, high = verdict_bounds.mean_intervals(y, est.mos, stats.CONFIDENCE, rule, est.mos_traces)
+            _, low, high = verdict_bounds.mean_intervals(y, est.mos, CONFIDENCE, rule, est.mos_traces)
             setattr(tally, attr, getattr(tally, attr) + int(((low <= truth) & (truth <= high)).sum()))
             if attr == "cover_b":
                 tally.half_width += float(((high - low) / 2).sum())
@@ -248,11 +257,9 @@ def _bootstrap_chunk(
             result = stats.noninferiority_test(
                 (y_v[i], l_ids, t_ids),
                 (y_b[i], l_ids, t_ids),
-                margin=MARGIN,
                 paired=True,
+                options=BOOTSTRAP_OPTIONS,
                 rng=rng,
-                n_boot=SIM_N_BOOT,
-                method=stats.METHOD_BOOTSTRAP,
             )
             tally.passed += result.verdict == stats.VERDICT_PASS
         if design.n_listeners < stats.MIN_LISTENERS or design.n_texts < stats.MIN_TEXTS:
@@ -272,7 +279,7 @@ def _simulate(
     rng = stats.derived_rng(seed, "tests", spec.name, f"{drop:.4f}")  # the same tests for every method
     mos = (spec.base_mos, spec.base_mos * (1 - drop))
     reason = stats.insufficient_reason(design.n_judgements, design.n_listeners, design.n_texts)
-    reason = reason if enforce_minimum or method == stats.METHOD_BOOTSTRAP else ""  # stats enforces it
+    reason = reason if enforce_minimum or method == METHOD_BOOTSTRAP else ""  # stats enforces it
     tally, start = _Tally(), 0
     rule = stats.ANALYTIC_RULES.get(method)
     estimators = DesignEstimators.build(design, rule) if rule is not None else None
@@ -280,7 +287,7 @@ def _simulate(
         y_v, y_b = simulate_tests(
             spec.components, design, base_mos=spec.base_mos, true_drop=drop, n_tests=size, rng=rng
         )
-        if method == stats.METHOD_BOOTSTRAP:
+        if method == METHOD_BOOTSTRAP:
             _bootstrap_chunk(y_v, y_b, design, mos, tally, not reason, seed, start)
         else:
             # Without the minimum, MOS intervals down to 2 listeners (what eval.statistics.stats does not show).
@@ -294,7 +301,7 @@ def run_design(spec: DesignSpec, method: str, options: SimulationOptions) -> Met
     """Level and coverage with options.tests_for(method) tests, power with POWER_SHARE of them."""
     design, seed, replicates = spec.build(options.seed), options.seed, options.tests_for(method)
     reason = stats.insufficient_reason(design.n_judgements, design.n_listeners, design.n_texts)
-    reason = reason if options.enforce_minimum or method == stats.METHOD_BOOTSTRAP else ""
+    reason = reason if options.enforce_minimum or method == METHOD_BOOTSTRAP else ""
     at_margin = _simulate(spec, design, method, MARGIN, replicates, seed, options.enforce_minimum)
     n_power = max(1, int(replicates * POWER_SHARE))
     power = {
@@ -379,9 +386,8 @@ def planner_check(options: SimulationOptions, scenarios=PLANNER_SCENARIOS) -> li
             sc.components,
             base_mos=sc.base_mos,
             true_drop=sc.true_drop,
-            margin=MARGIN,
+            options=replace(planner.PLANNER_OPTIONS, margin=MARGIN, seed=seed),
             target_power=sc.target_power,
-            seed=seed,
         )
         rec = plan.recommended
         if rec is None:
@@ -401,9 +407,9 @@ def planner_check(options: SimulationOptions, scenarios=PLANNER_SCENARIOS) -> li
         design = spec.build(seed)
         check_seed = seed + 1  # other tests than the planner's own
         power = _simulate(
-            spec, design, stats.DEFAULT_METHOD, sc.true_drop, replicates, check_seed, True
+            spec, design, DEFAULT_METHOD, sc.true_drop, replicates, check_seed, True
         ).passed
-        level = _simulate(spec, design, stats.DEFAULT_METHOD, MARGIN, replicates, check_seed, True).passed
+        level = _simulate(spec, design, DEFAULT_METHOD, MARGIN, replicates, check_seed, True).passed
         out.append(
             PlannerCheck(
                 sc.name,
@@ -487,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--designs", nargs="+", default=["all"], help=f"design names or groups {GROUPS} or all"
     )
-    parser.add_argument("--methods", nargs="+", choices=stats.CI_METHODS, default=list(stats.CI_METHODS))
+    parser.add_argument("--methods", nargs="+", choices=CI_METHODS, default=list(CI_METHODS))
     parser.add_argument("--planner-check", action="store_true", help="also check eval.statistics.planner's advice")
     parser.add_argument(
         "--ignore-minimum",
@@ -538,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "date": date.today().isoformat(),
             "margin": MARGIN,
-            "confidence": stats.CONFIDENCE,
+            "confidence": CONFIDENCE,
             "sim_n_boot": SIM_N_BOOT,
             "results": [asdict(r) for r in results],
             "planner_check": [asdict(c) for c in checks],

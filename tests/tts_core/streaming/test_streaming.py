@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.tts_core.llm.test_llm_parity import build_lm
 from tts_core.flow.backends import TorchEstimator
 from tts_core.flow.cuda_graph import bucket_tokens, padded_flow_mel
 from tts_core.flow.model import FlowConfig, FlowModel
@@ -27,8 +28,6 @@ from tts_core.streaming.schedule import (
     plan_stream_calls,
     prompt_token_pad,
 )
-
-from tests.tts_core.llm.test_llm_parity import build_lm
 
 FLOW_ATOL = 1e-4
 
