@@ -14,7 +14,15 @@ import pytest
 from scipy import stats as sps
 
 from eval.serving.ratings_schema import COLUMNS
-from eval.statistics import analysis, cluster_t, planner, stats, verdict_bounds, working_model
+from eval.statistics import (
+    analysis,
+    cluster_t,
+    planner,
+    stats,
+    verdict_bounds,
+    verdict_designs,
+    working_model,
+)
 from eval.statistics import simulate_verdict as sim
 from eval.statistics.listening_model import PairedDesign, VarianceComponents, simulate_tests
 from eval.statistics.options import StatsOptions
@@ -206,7 +214,7 @@ def test_reduced_simulation_holds_level_and_coverage():
     """A few hundred replicates of two of the issue's designs and one unbalanced design (loose bounds:
     the full run with 10 000 replicates is in docs/verdict-validation.md)."""
     options = sim.SimulationOptions(replicates=400, seed=1)
-    by_name = {d.name: d for d in sim.DESIGNS}
+    by_name = {d.name: d for d in verdict_designs.DESIGNS}
     for name in ("6x20 0.5", "12x40 0.3", "2 heavy + 8 light 0.3"):
         result = sim.run_design(by_name[name], "cluster-t", options)
         assert result.level.share <= 0.09, (name, result.level)
@@ -221,7 +229,7 @@ def test_reduced_simulation_holds_level_and_coverage():
 
 
 def test_planner_advice_gives_its_power():
-    scenario = sim.PlannerScenario("no drop spread", VarianceComponents(0.4, 0.3, 0.5, 0.0), 3.5, 0.02, 0.8)
+    scenario = verdict_designs.PlannerScenario("no drop spread", VarianceComponents(0.4, 0.3, 0.5, 0.0), 3.5, 0.02, 0.8)
     (check,) = sim.planner_check(sim.SimulationOptions(replicates=400, seed=2), (scenario,))
     assert check.n_listeners >= stats.min_clusters_for_verdict()
     assert check.power.share >= 0.8 - 0.06, check
