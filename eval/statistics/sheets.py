@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.statistics.ratings_io import FORMULA_TRIGGERS, read_ratings
+from eval.statistics.ratings_io import FORMULA_PREFIXES, read_ratings
 from eval.statistics.summary import ReportSummary, method_descriptions
 
 HEADER_FONT_BOLD = True
@@ -27,7 +27,7 @@ SHEET_NAMES = ("summary", "ratings", "listeners", "preferences", "report")
 
 def neutralise(value: object) -> object:
     """Text that a spreadsheet would evaluate gets a leading ``'``; anything else is unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 

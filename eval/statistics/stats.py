@@ -359,8 +359,24 @@ def noninferiority_test(
             comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method
         )
 
+    ratio_lower, d_lower = _bootstrap_lower_bounds(y_v, y_b, design, keep, options, rng)
+    verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
+    return NonInferiority(comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method)
+
+
+def _bootstrap_lower_bounds(
+    y_v: np.ndarray,
+    y_b: np.ndarray,
+    design: cluster_t.ClusterDesign,
+    keep: float,
+    options: StatsOptions,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """(ratio_lower, d_lower) of :func:`noninferiority_test`'s bootstrap: one listener/text draw per
+    replicate for both sides. ``design`` indexes v's N_v ratings first, then the baseline's."""
+    n_v = len(y_v)
     listener, text = design.listener, design.text
-    w_l, w_t = bootstrap_weights(n_l, n_t, options.n_boot, rng)
+    w_l, w_t = bootstrap_weights(design.n_listeners, design.n_texts, options.n_boot, rng)
     lv, tv = listener[:n_v], text[:n_v]
     lb, tb = listener[n_v:], text[n_v:]
     sum_v = _replicate_totals(y_v, lv, tv, w_l, w_t)
@@ -369,11 +385,8 @@ def noninferiority_test(
     cnt_b = _replicate_totals(np.ones_like(y_b), lb, tb, w_l, w_t)
     valid = (cnt_v > 0) & (cnt_b > 0)
     mean_v, mean_b = sum_v[valid] / cnt_v[valid], sum_b[valid] / cnt_b[valid]
-    alpha = 1.0 - confidence
-    ratio_lower = float(_quantile(mean_v / mean_b, alpha))
-    d_lower = float(_quantile(mean_v - keep * mean_b, alpha))
-    verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
-    return NonInferiority(comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method)
+    alpha = 1.0 - options.confidence
+    return float(_quantile(mean_v / mean_b, alpha)), float(_quantile(mean_v - keep * mean_b, alpha))
 
 
 def paired_scores(ratings: pd.DataFrame, config: str, baseline: str) -> pd.DataFrame:
