@@ -48,6 +48,8 @@ import tts_core.streaming.session as session_module  # noqa: E402
 from tts_core import SynthesisOptions, load_pipeline  # noqa: E402
 from tts_core.config_id import ConfigId  # noqa: E402
 from tts_core.devices import DeviceInfo  # noqa: E402
+from tts_core.llm.speech_lm import SpeechLM  # noqa: E402
+from tts_core.llm.static_decoder import StaticDecoder  # noqa: E402
 from tts_core.streaming.render import ChunkRenderer, DrawnExcitation  # noqa: E402
 from tts_core.streaming.schedule import plan_stream_calls  # noqa: E402
 from tts_core.streaming.session import llm_prompt_tokens  # noqa: E402
@@ -174,28 +176,28 @@ class _TimedGraph:
         _mark_device("token")
 
 
-def install_probes(pipe) -> None:  # noqa: ANN001
-    """Swap in the timed producer and renderer; mark the prefill of every dtype copy."""
+def install_probes() -> None:
+    """Swap in the timed producer and renderer; mark the end of every prefill.
+
+    The prefill probe patches the class: dtype copies are deep copies of the float32 model, so
+    an instance attribute would be copied along with the model it belongs to.
+    """
     session_module._TokenProducer = _TimedProducer  # type: ignore[misc]
     pipeline_module.ChunkRenderer = _TimedRenderer  # type: ignore[misc]
-    for models in pipe._copies._copies.values():
-        _probe_llm(models)
+    inner = SpeechLM.forward_hidden
 
-
-def _probe_llm(models) -> None:  # noqa: ANN001
-    llm = models.llm
-    if "forward_hidden" in vars(llm):
-        return
-    inner = llm.forward_hidden
-
-    def forward_hidden(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        out = inner(*args, **kwargs)
+    def forward_hidden(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        out = inner(self, *args, **kwargs)
         _mark_device("prefill")
         return out
 
-    llm.forward_hidden = forward_hidden
+    SpeechLM.forward_hidden = forward_hidden  # type: ignore[method-assign]
+
+
+def probe_decode_graphs(models) -> None:  # noqa: ANN001
+    """Mark every decode step of the decoder's captured graphs (made by the warm-up)."""
     decoder = getattr(models.generate_pieces, "__self__", None)
-    states = decoder._states._items.values() if decoder is not None and hasattr(decoder, "_states") else ()
+    states = decoder._states._items.values() if isinstance(decoder, StaticDecoder) else ()
     for st in states:
         if st.graph is not None and not isinstance(st.graph, _TimedGraph):
             st.graph = _TimedGraph(st.graph)
@@ -212,8 +214,7 @@ def variant(name: str, device: DeviceInfo) -> Iterator[None]:
     if name in ("check2", "all"):
         DeviceInfo.stop_check_every = property(lambda self: 2)  # type: ignore[assignment, method-assign]
     if name in ("prio", "all") and device.is_cuda:
-        high = torch.cuda.Stream.priority_range()[1]
-        ctx = torch.cuda.stream(torch.cuda.Stream(priority=high))
+        ctx = torch.cuda.stream(torch.cuda.Stream(priority=-1))  # lower numbers run first
     try:
         with ctx:
             yield
@@ -380,7 +381,7 @@ def run_config(pipe, label: str, args: argparse.Namespace, prompt) -> dict:  # n
     hop_tokens = plan_stream_calls(n_prompt, args.fixed_tokens)[0].n_tokens
     for _ in range(args.warmup):  # dtype copy, decoder and chunk graphs
         pipe.synthesize(TEXT, prompt, options)
-    _probe_llm(pipe._copies.get(options.dtype))
+    probe_decode_graphs(pipe._copies.get(options.dtype))
     out: dict = {"config": label, "hop_tokens": hop_tokens, "variants": {}}
     for name in args.variants:
         runs = []
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     pipe = load_pipeline(args.model_dir, device=args.device)
-    install_probes(pipe)
+    install_probes()
     prompt = load_prompt(pipe, args.prompt_seconds)
     print(f"{pipe.info.device}; prompt {prompt.speech_tokens.numel()} speech tokens; torch {torch.__version__}")
     docs = []
