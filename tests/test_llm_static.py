@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -53,3 +55,18 @@ def test_cuda_graph_equals_eager_on_gpu(lm):
     eager = gpu.generate(text, ptext, pspeech, opts, gen())
     graph = StaticDecoder(gpu).generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)
     assert torch.equal(eager, graph)
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_prefill_graph_equals_eager_prefill_on_gpu(lm, dtype):
+    gpu = copy.deepcopy(lm).to("cuda", dtype)
+    opts = SynthesisOptions(seed=3, fixed_tokens=60)
+    text, ptext, pspeech = (t.cuda() for t in (_ids(1, 12, 4096), _ids(2, 5, 4096), _ids(3, 20, 6561)))
+    gen = lambda: torch.Generator(device="cuda").manual_seed(3)  # noqa: E731
+    decoder = StaticDecoder(gpu)
+    eager = decoder.generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)  # not prepared
+    work = decoder.prepare(text, ptext, pspeech, opts)
+    assert work is not None and "prefill graph capture: 39 positions" in work.what
+    graph = decoder.generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)
+    assert torch.equal(eager, graph) and decoder.prepare(text, ptext, pspeech, opts) is None

@@ -165,15 +165,15 @@ class _TimedRenderer(ChunkRenderer):
 
 
 class _TimedGraph:
-    """Wraps a decode state's CUDA graph: one device mark per replay (per token)."""
+    """Wraps a captured graph of the decoder: a device mark after each replay."""
 
-    def __init__(self, graph: torch.cuda.CUDAGraph) -> None:
+    def __init__(self, graph: torch.cuda.CUDAGraph, name: str) -> None:
         self.graph = graph
-        self.count = 0
+        self.name = name
 
     def replay(self) -> None:
         self.graph.replay()
-        _mark_device("token")
+        _mark_device(self.name)
 
 
 def install_probes() -> None:
@@ -185,22 +185,31 @@ def install_probes() -> None:
     session_module._TokenProducer = _TimedProducer  # type: ignore[misc]
     pipeline_module.ChunkRenderer = _TimedRenderer  # type: ignore[misc]
     inner = SpeechLM.forward_hidden
+    inner_embeds = SpeechLM.prefill_embeddings
 
     def forward_hidden(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         out = inner(self, *args, **kwargs)
         _mark_device("prefill")
         return out
 
+    def prefill_embeddings(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        _mark_host("prefill_start")
+        return inner_embeds(self, *args, **kwargs)
+
     SpeechLM.forward_hidden = forward_hidden  # type: ignore[method-assign]
+    SpeechLM.prefill_embeddings = prefill_embeddings  # type: ignore[method-assign]
 
 
 def probe_decode_graphs(models) -> None:  # noqa: ANN001
-    """Mark every decode step of the decoder's captured graphs (made by the warm-up)."""
+    """Mark every decode step and graph prefill of the decoder's graphs (made by the warm-up)."""
     decoder = getattr(models.generate_pieces, "__self__", None)
     states = decoder._states._items.values() if isinstance(decoder, StaticDecoder) else ()
     for st in states:
         if st.graph is not None and not isinstance(st.graph, _TimedGraph):
-            st.graph = _TimedGraph(st.graph)
+            st.graph = _TimedGraph(st.graph, "token")
+        for entry in st.prefills._items.values():
+            if not isinstance(entry.graph, _TimedGraph):
+                entry.graph = _TimedGraph(entry.graph, "prefill")
 
 
 @contextlib.contextmanager
@@ -244,6 +253,7 @@ def summarise_marks(marks: list[dict], hop_tokens: int) -> dict:
     hand = next((t for t, n in handovers if n >= hop_tokens), float("nan"))
     out = {
         "producer_start": next((m["ms"] for m in marks if m["name"] == "producer_start"), float("nan")),
+        "prefill_start": next((m["ms"] for m in marks if m["name"] == "prefill_start"), float("nan")),
         "prefill_end": prefill,
         "token_hop_end": tokens[hop_tokens - 1] if len(tokens) >= hop_tokens else float("nan"),
         "handover_hop": hand,
@@ -312,7 +322,9 @@ def llm_alone(pipe, options: SynthesisOptions, prompt, hop_tokens: int, check_ev
         CLOCK.start(time.perf_counter())
         generator = torch.Generator(device=pipe_device.torch).manual_seed(options.seed)
         n = 0
-        for piece in models.generate_pieces(ids, p_text, p_speech, options, generator, stop_check_every=check_every):
+        for piece in models.generate_pieces(
+            ids, p_text, p_speech, options, generator, stop_check_every=check_every
+        ):
             n += len(piece.cpu().tolist())
             _mark_host("handover", tokens=n)
             if n >= hop_tokens:
@@ -320,7 +332,12 @@ def llm_alone(pipe, options: SynthesisOptions, prompt, hop_tokens: int, check_ev
         marks = CLOCK.resolve()
         CLOCK = None
         s = summarise_marks(marks, hop_tokens)
-        results.append({k: s[k] for k in ("prefill_end", "token_hop_end", "handover_hop", "decode_ms_per_token_before_hop")})
+        results.append(
+            {
+                k: s[k]
+                for k in ("prefill_end", "token_hop_end", "handover_hop", "decode_ms_per_token_before_hop")
+            }
+        )
     return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
 
@@ -401,7 +418,7 @@ def run_config(pipe, label: str, args: argparse.Namespace, prompt) -> dict:  # n
 
 
 SUMMARY_KEYS = (
-    "producer_start", "prefill_end", "token_hop_end", "handover_hop", "render_enter", "flow_start",
+    "producer_start", "prefill_start", "prefill_end", "token_hop_end", "handover_hop", "render_enter", "flow_start",
     "flow_end", "vocoder_end", "render_exit", "first_flow_ms", "first_vocoder_ms",
     "decode_ms_per_token_before_hop", "decode_ms_per_token_during_first_render", "decode_ms_per_token_overall",
     "max_token_gap_before_hop",
@@ -411,7 +428,9 @@ SUMMARY_KEYS = (
 def print_config(doc: dict) -> None:
     print(f"\n== {doc['config']} (first hop {doc['hop_tokens']} tokens); ms since request start, medians")
     names = list(doc["variants"])
-    rows = [("first chunk", [statistics.median(r["first_chunk_ms"] for r in doc["variants"][n]) for n in names])]
+    rows = [
+        ("first chunk", [statistics.median(r["first_chunk_ms"] for r in doc["variants"][n]) for n in names])
+    ]
     for key in SUMMARY_KEYS:
         rows.append((key, [statistics.median(r["summary"][key] for r in doc["variants"][n]) for n in names]))
     print(f"{'':42s}" + "".join(f"{n:>10s}" for n in names))
@@ -438,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     pipe = load_pipeline(args.model_dir, device=args.device)
     install_probes()
     prompt = load_prompt(pipe, args.prompt_seconds)
-    print(f"{pipe.info.device}; prompt {prompt.speech_tokens.numel()} speech tokens; torch {torch.__version__}")
+    print(
+        f"{pipe.info.device}; prompt {prompt.speech_tokens.numel()} speech tokens; torch {torch.__version__}"
+    )
     docs = []
     for label in args.configs:
         doc = run_config(pipe, label, args, prompt)
