@@ -50,6 +50,7 @@ from tts_core.config_id import ConfigId  # noqa: E402
 from tts_core.devices import DeviceInfo  # noqa: E402
 from tts_core.llm.speech_lm import SpeechLM  # noqa: E402
 from tts_core.llm.static_decoder import StaticDecoder  # noqa: E402
+from tts_core.lru import LruCache  # noqa: E402
 from tts_core.streaming.render import ChunkRenderer, DrawnExcitation  # noqa: E402
 from tts_core.streaming.schedule import plan_stream_calls  # noqa: E402
 from tts_core.streaming.session import llm_prompt_tokens  # noqa: E402
@@ -382,6 +383,27 @@ def pieces_alone(pipe, options: SynthesisOptions, prompt, first_tokens: torch.Te
         }
 
 
+def same_tokens(pipe, options: SynthesisOptions, prompt, offline: torch.Tensor) -> dict:  # noqa: ANN001
+    """Streamed tokens vs offline ones (same seed), and offline with the eager prefill vs the graph."""
+    stream = pipe.stream(TEXT, prompt, options)
+    for _ in stream:
+        pass
+    decoder = getattr(pipe._copies.get(options.dtype).generate_pieces, "__self__", None)
+    states = list(decoder._states._items.values()) if isinstance(decoder, StaticDecoder) else []
+    saved = [st.prefills for st in states]
+    for st in states:
+        st.prefills = LruCache(1)  # no prefill graph: generate_pieces runs the eager prefill
+    try:
+        eager = pipe.generate_tokens(TEXT, prompt, options).segments[0]
+    finally:
+        for st, prefills in zip(states, saved):
+            st.prefills = prefills
+    return {
+        "stream_vs_offline": bool(torch.equal(stream.result.speech_tokens[0], offline)),
+        "eager_prefill_vs_graph": bool(torch.equal(eager, offline)),
+    }
+
+
 def load_prompt(pipe, seconds: float | None):  # noqa: ANN001, ANN201
     manifest = json.loads((ASSETS / "manifest.json").read_text())
     entry = next(p for p in manifest["prompts"] if p["id"] == PROMPT_ID)
@@ -409,6 +431,7 @@ def run_config(pipe, label: str, args: argparse.Namespace, prompt) -> dict:  # n
                 runs.append(RunTimeline(name, first_ms, marks, summarise_marks(marks, hop_tokens)))
         out["variants"][name] = [asdict(r) for r in runs]
     tokens = pipe.generate_tokens(TEXT, prompt, options).segments[0]
+    out["tokens_equal"] = same_tokens(pipe, options, prompt, tokens)
     out["alone"] = {
         "llm_check1": llm_alone(pipe, options, prompt, hop_tokens, 1),
         "llm_check8": llm_alone(pipe, options, prompt, hop_tokens, 8),
@@ -436,6 +459,7 @@ def print_config(doc: dict) -> None:
     print(f"{'':42s}" + "".join(f"{n:>10s}" for n in names))
     for key, values in rows:
         print(f"{key:42s}" + "".join(f"{v:10.2f}" for v in values))
+    print(f"tokens equal: {doc['tokens_equal']}")
     alone = doc["alone"]
     for key in ("llm_check1", "llm_check8"):
         print(f"alone {key}: " + ", ".join(f"{k} {v:.2f}" for k, v in alone[key].items()))

@@ -17,10 +17,12 @@ Only the speech head (``llm_decoder``) is computed, never the 151,936-wide text 
 
 The prefill (about 100 positions for a 3 s prompt) is the eager backbone: ~1000 small launches,
 20-35 ms of host time on an H200 machine, and far more when another thread competes for the host
-(measured 65-150 ms inside ``Pipeline.stream``; benchmarks/scripts/stream_timeline.py). So
-:meth:`StaticDecoder.prepare` also captures the prefill of the request's exact length as a graph
-(same shapes, same kernels: the same numbers as the eager prefill); ``generate_pieces`` replays it
-when it exists and runs the eager prefill otherwise.
+(measured 65-150 ms inside ``Pipeline.stream``; benchmarks/scripts/stream_timeline.py), all of
+it before the first streamed chunk. So ``prepare(..., prefill_graph=True)`` (what ``Pipeline.stream``
+asks for) also captures the prefill of the request's exact length as a graph (same shapes, same
+kernels: the same numbers as the eager prefill, tests/test_llm_static.py); ``generate_pieces``
+replays it whenever it exists and runs the eager prefill otherwise. Only streaming asks for it:
+each new prefill length is one-time work, and the offline paths' warm-up could not cover them.
 """
 
 from __future__ import annotations
@@ -300,15 +302,21 @@ class StaticDecoder:
         prompt_text_ids: Tensor,
         prompt_speech_tokens: Tensor,
         options: SynthesisOptions,
+        prefill_graph: bool = False,
     ) -> OneTimeWork | None:
         """Build (compile, capture) now the decode state that :meth:`generate` with these inputs
-        needs, so that its one-time cost is timed apart from decoding; None when it exists."""
+        needs, so that its one-time cost is timed apart from decoding; None when it exists.
+
+        ``prefill_graph``: also capture the prefill of exactly these inputs' length (CUDA only).
+        """
         plan = decode_plan(text_ids, options)
         # prefill = sos + prompt text + text + task id + prompt speech (see prefill_embeddings)
         n_prefill = 2 + prompt_text_ids.numel() + text_ids.numel() + prompt_speech_tokens.numel()
         capacity = _capacity(n_prefill, plan.max_len)
         st = self._states.get((capacity, plan.sampling.win_size, plan.sampling.top_k))
-        need_prefill = self.use_graphs and (st is None or st.prefills.get(n_prefill) is None)
+        need_prefill = (
+            prefill_graph and self.use_graphs and (st is None or st.prefills.get(n_prefill) is None)
+        )
         if st is not None and not need_prefill:
             return None
         device = self.lm.llm_decoder.weight.device

@@ -180,7 +180,9 @@ class SynthesisStream:
             one_time = list(job.one_time)
             for ids in job.segments:
                 ids_tensor = torch.tensor(ids, dtype=torch.long)
-                one_time.append(job.models.prepare_llm(ids_tensor, prompt_text, prompt_speech, job.options))
+                # The prefill as a graph too: it runs before the first chunk (tts_core.llm.static_decoder).
+                work = job.models.prepare_llm(ids_tensor, prompt_text, prompt_speech, job.options, True)
+                one_time.append(work)
             synchronize(job.device.torch)
             start = time.perf_counter()
             renderer = job.make_renderer(start)
