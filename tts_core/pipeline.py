@@ -34,13 +34,7 @@ from tts_core.results import GeneratedTokens, OneTimeWork, SynthesisResult, Timi
 from tts_core.runtime import DtypeModels, ModelCopies
 from tts_core.streaming.render import ChunkRenderer, DrawnExcitation, ExcitationSource, PromptTensors, vocode
 from tts_core.streaming.session import StreamJob, SynthesisStream
-from tts_core.warmup import (
-    WARMUP_MAX_TOKENS,
-    WARMUP_REQUESTS,
-    WARMUP_TEXT_TOKENS,
-    WarmupReport,
-    warmup_prompt,
-)
+from tts_core.warmup import WARMUP_MAX_TOKENS, WarmupReport, WarmupSteps
 
 log = logging.getLogger(__name__)
 
@@ -412,54 +406,14 @@ class Pipeline:
         """Pay every one-time cost the listed configurations will meet, now, before serving.
 
         Per dtype: the dtype copy, the LLM decoder's compilation and graph capture for the KV
-        capacities of WARMUP_TEXT_TOKENS, the vocoder's kernels; per configuration: the flow graph
-        of every length bucket up to ``max_tokens`` (prompt + new tokens), and for a streaming
-        configuration the chunk graphs of those buckets too. A request beyond that is prepared on
-        first use, and its one-time work is reported apart from its timings.
+        capacities of WARMUP_TEXT_TOKENS, the vocoder's kernels, and when a configuration of that
+        dtype streams, the LLM prefill graphs up to WARMUP_PREFILL_POSITIONS; per configuration:
+        the flow graph of every length bucket up to ``max_tokens`` (prompt + new tokens), and for
+        a streaming configuration the chunk graphs of those buckets too. A request beyond that is
+        prepared on first use, and its one-time work is reported apart from its timings.
         """
-        dev = self._device.torch
-        held_before = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
-        start = time.perf_counter()
-        prompt = warmup_prompt()
-        work: list[OneTimeWork] = []
-        dtypes = list(dict.fromkeys(c.dtype for c in configs))
-        for i, config in enumerate(configs):
-            if progress:
-                progress(i / max(1, len(configs)), f"warming up {config.label}")
-            if config.dtype in dtypes:  # first configuration of its dtype: the LLM and the vocoder
-                dtypes.remove(config.dtype)
-                work += self._warm_llm_and_vocoder(config, prompt)
-            dtype_ran, _ = resolve_dtype(self._device, config.dtype)
-            copy_ = self._copies.get(dtype_ran)
-            with self._lock:
-                work += [copy_.flow_backend.prepare(n, config.flow_steps) for n in range(1, max_tokens + 1)]
-                if config.streaming:  # chunk calls hold 3 look-ahead tokens, so they have more than 3
-                    chunked = copy_.chunk_backend
-                    work += [chunked.prepare_chunk(n, config.flow_steps) for n in range(4, max_tokens + 1)]
-        synchronize(dev)
-        held_after = torch.cuda.memory_reserved(dev) if self._device.is_cuda else 0
-        return WarmupReport(
-            seconds=time.perf_counter() - start,
-            work=tuple(w for w in work if w is not None),
-            device_memory_mb=(held_after - held_before) / 2**20,
-        )
-
-    def _warm_llm_and_vocoder(self, config: ConfigId, prompt: PromptFeatures) -> list[OneTimeWork | None]:
-        """Decoder states for the KV capacities of WARMUP_TEXT_TOKENS, and whole requests at the
-        lengths of WARMUP_REQUESTS: first kernel launches, per-shape cuBLAS/cuDNN plans of the
-        prefill and the vocoder are paid here, not by the first listener."""
-        work: list[OneTimeWork | None] = []
-        for n_text, n_tokens in WARMUP_REQUESTS:
-            options = SynthesisOptions(fixed_tokens=n_tokens).with_config(config)
-            result = self.synthesize(list(range(1, 1 + n_text)), prompt, options)
-            work += result.one_time
-        models = self._copies.get(result.dtype_ran)
-        natural = SynthesisOptions().with_config(config)  # stops by itself: the real capacities
-        with self._lock:
-            for n_text in WARMUP_TEXT_TOKENS:
-                ids = torch.ones(n_text, dtype=torch.long)
-                work.append(models.prepare_llm(ids, prompt.text_tokens, prompt.speech_tokens, natural))
-        return work
+        steps = WarmupSteps(self._copies, self._device, self._lock, self.synthesize)
+        return steps.run(configs, max_tokens, progress)
 
     # ------------------------------------------------------------------ internals
     def _require_tokenizer(self) -> TextTokenizer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,8 @@ class DtypeModels:
     flow_backend: FlowBackend
     generate_pieces: Callable[..., Iterator[torch.Tensor]]  # SpeechLM.generate_pieces's signature
     chunk_backend: ChunkFlowBackend  # non-final streaming calls (tts_core.streaming.schedule)
+    # StaticDecoder.prepare_prefill_buckets's signature: (options, KV capacities, up to positions)
+    prepare_prefills: Callable[..., OneTimeWork | None]
 
 
 def _eager_needs_nothing(
@@ -66,6 +68,12 @@ def _eager_needs_nothing(
     prefill_graph: bool = False,
 ) -> OneTimeWork | None:
     return None  # the eager decoder builds nothing per shape
+
+
+def _eager_prefills_need_nothing(
+    options: SynthesisOptions, capacities: Sequence[int], up_to: int
+) -> OneTimeWork | None:
+    return None  # the eager decoder has no prefill graphs
 
 
 class ModelCopies:
@@ -119,10 +127,10 @@ class ModelCopies:
             flow = copy.deepcopy(self._models.flow).to(target)
         llm_backend = self._resolve_llm_backend(dtype, llm)
         if llm_backend == "eager":
-            decoder, prepare = llm, _eager_needs_nothing
+            decoder, prepare, prefills = llm, _eager_needs_nothing, _eager_prefills_need_nothing
         else:
             decoder = StaticDecoder(llm, step_kind=_STEP_KIND[llm_backend])
-            prepare = decoder.prepare
+            prepare, prefills = decoder.prepare, decoder.prepare_prefill_buckets
         backend = select_estimator_backend(
             flow, self._device.torch, self._flow_backend, self._estimator_onnx, None
         )
@@ -136,6 +144,7 @@ class ModelCopies:
             backend,
             decoder.generate_pieces,
             select_chunk_backend(flow, backend),
+            prefills,
         )
 
     def _resolve_llm_backend(self, dtype: str, llm: SpeechLM) -> str:

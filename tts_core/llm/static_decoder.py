@@ -19,17 +19,22 @@ The prefill (about 100 positions for a 3 s prompt) is the eager backbone: ~1000 
 20-35 ms of host time on an H200 machine, and far more when another thread competes for the host
 (measured 65-150 ms inside ``Pipeline.stream``; benchmarks/scripts/stream_timeline.py), all of
 it before the first streamed chunk. So ``prepare(..., prefill_graph=True)`` (what ``Pipeline.stream``
-asks for) also captures the prefill of the request's exact length as a graph (same shapes, same
-kernels: the same numbers as the eager prefill, tests/test_llm_static.py); ``generate_pieces``
-replays it whenever it exists and runs the eager prefill otherwise. Only streaming asks for it:
-each new prefill length is one-time work, and the offline paths' warm-up could not cover them.
+asks for) also captures a prefill graph, and ``generate_pieces`` replays one whenever it exists
+(eager prefill otherwise). A graph serves a length bucket (PREFILL_BUCKET positions): the prompt
+and text fill its first n positions, zeros the rest; causal attention keeps positions < n blind to
+the padding, the hidden state is read at n - 1, and the cache entries written at n.. are masked
+by the decode step (keys 0..pos only) and overwritten as decoding goes on. So the app's warm-up
+can capture every bucket up to a few hundred positions (``prepare_prefill_buckets``) and no
+streamed request pays a capture. NOTE: the padded matrix products may round differently from the
+eager prefill of exactly n positions (another GEMM shape), so graph and eager prefills agree to
+rounding, not bit for bit; every path that has the graph uses it, offline included.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -52,9 +57,15 @@ if TYPE_CHECKING:
 # graphs. Attention reads the whole capacity each step (masked), which costs little at these sizes.
 CAPACITY_LADDER = (1024, 4096, 16384)
 MAX_STATES = 6  # captured graphs kept (LRU); each holds a KV cache and a memory pool
-# Prefill graphs kept per decode state (LRU, one per prefill length); they share one memory pool,
-# so each costs its (1, n, hidden) input buffer and the graph itself.
+# Prefill graphs kept per decode state (LRU, one per length bucket); they share one memory pool,
+# so each costs its (1, B, hidden) input and output buffers and the graph itself.
 MAX_PREFILL_GRAPHS = 64
+PREFILL_BUCKET = 16  # prefill graph lengths are multiples of this (padding costs < 16 positions)
+
+
+def prefill_bucket(n_prefill: int) -> int:
+    """The length of the prefill graph that serves ``n_prefill`` positions."""
+    return -(-n_prefill // PREFILL_BUCKET) * PREFILL_BUCKET
 WARMUP_STEPS = 2  # eager steps on a side stream before capture (lazy CUDA init, cuBLAS handles)
 # Decode steps per captured graph. Measured on an H100 (bf16, 250 tokens): 1.50 / 1.52 / 1.54 ms
 # per token for 1 / 4 / 8 steps per graph: replay overhead is not what limits decoding.
@@ -64,11 +75,20 @@ STEP_KINDS = ("torch", "compiled", "triton")
 
 @dataclass
 class _PrefillGraph:
-    """A captured prefill of one length: write ``embeds``, replay; it fills the state's KV cache
-    positions [0, n) and its ``hidden``."""
+    """A captured prefill of one bucket length B: write the request's n <= B embeddings (zeros
+    after them), replay; it fills the state's KV cache positions [0, B) and ``hidden``."""
 
     graph: torch.cuda.CUDAGraph
-    embeds: Tensor  # (1, n, H) static input, in the weights' dtype
+    embeds: Tensor  # (1, B, H) static input, in the weights' dtype
+    hidden: Tensor  # (1, B, H) static output: the last layer's hidden state at every position
+
+    def run(self, embeds: Tensor) -> Tensor:
+        """Prefill ``embeds`` (1, n, H), n <= B -> the hidden state at position n - 1, (1, H)."""
+        n = embeds.shape[1]
+        self.embeds[:, :n].copy_(embeds)
+        self.embeds[:, n:].zero_()
+        self.graph.replay()
+        return self.hidden[:, n - 1]
 
 
 @dataclass
@@ -307,15 +327,19 @@ class StaticDecoder:
         """Build (compile, capture) now the decode state that :meth:`generate` with these inputs
         needs, so that its one-time cost is timed apart from decoding; None when it exists.
 
-        ``prefill_graph``: also capture the prefill of exactly these inputs' length (CUDA only).
+        ``prefill_graph``: also capture the prefill graph of these inputs' length bucket (CUDA only).
         """
         plan = decode_plan(text_ids, options)
         # prefill = sos + prompt text + text + task id + prompt speech (see prefill_embeddings)
         n_prefill = 2 + prompt_text_ids.numel() + text_ids.numel() + prompt_speech_tokens.numel()
         capacity = _capacity(n_prefill, plan.max_len)
         st = self._states.get((capacity, plan.sampling.win_size, plan.sampling.top_k))
+        bucket = prefill_bucket(n_prefill)
         need_prefill = (
-            prefill_graph and self.use_graphs and (st is None or st.prefills.get(n_prefill) is None)
+            prefill_graph
+            and self.use_graphs
+            and bucket <= capacity
+            and (st is None or st.prefills.get(bucket) is None)
         )
         if st is not None and not need_prefill:
             return None
@@ -327,8 +351,8 @@ class StaticDecoder:
             st = self._state(capacity, plan.sampling)
             parts.append(f"decode {'graph capture' if self.use_graphs else 'state'}: {capacity} positions")
         if need_prefill:
-            self._prefill_graph(st, n_prefill)
-            parts.append(f"prefill graph capture: {n_prefill} positions")
+            self._prefill_graph(st, bucket)
+            parts.append(f"prefill graph capture: {bucket} positions")
         synchronize(device)
         dtype = str(self.lm.llm_decoder.weight.dtype).removeprefix("torch.")
         return OneTimeWork(f"LLM {', '.join(parts)} ({dtype})", time.perf_counter() - start)
@@ -344,17 +368,43 @@ class StaticDecoder:
         self._states.put(key, st)
         return st
 
+    def prepare_prefill_buckets(
+        self, options: SynthesisOptions, capacities: Sequence[int], up_to: int
+    ) -> OneTimeWork | None:
+        """Capture now the prefill graphs of every bucket up to ``up_to`` positions in the decode
+        states of ``capacities`` (made if missing) for ``options``' sampling; None off CUDA or when
+        all exist. What the app's warm-up calls for streamed configurations."""
+        if not self.use_graphs:
+            return None
+        params = decode_plan(torch.ones(1, dtype=torch.long), options).sampling
+        device = self.lm.llm_decoder.weight.device
+        synchronize(device)
+        start, made = time.perf_counter(), 0
+        for capacity in capacities:
+            st = self._state(capacity, params)
+            for bucket in range(PREFILL_BUCKET, min(up_to, capacity) + 1, PREFILL_BUCKET):
+                if st.prefills.get(bucket) is None:
+                    self._prefill_graph(st, bucket)
+                    made += 1
+        if not made:
+            return None
+        synchronize(device)
+        dtype = str(self.lm.llm_decoder.weight.dtype).removeprefix("torch.")
+        what = f"LLM prefill graph capture: {made} buckets up to {up_to} positions ({dtype})"
+        return OneTimeWork(what, time.perf_counter() - start)
+
     @torch.inference_mode()
-    def _prefill_graph(self, st: _DecodeState, n_prefill: int) -> _PrefillGraph:
-        """Capture the prefill of ``n_prefill`` positions into ``st`` (its cache and hidden)."""
-        entry = st.prefills.get(n_prefill)
+    def _prefill_graph(self, st: _DecodeState, bucket: int) -> _PrefillGraph:
+        """Capture the prefill of ``bucket`` positions into ``st``'s cache (and a hidden buffer)."""
+        entry = st.prefills.get(bucket)
         if entry is not None:
             return entry
         w = self.lm.llm_decoder.weight
-        embeds = torch.zeros(1, n_prefill, self.lm.cfg.qwen.hidden_size, dtype=w.dtype, device=w.device)
+        embeds = torch.zeros(1, bucket, self.lm.cfg.qwen.hidden_size, dtype=w.dtype, device=w.device)
+        hidden = torch.zeros_like(embeds)
 
         def run() -> None:
-            st.hidden.copy_(self.lm.forward_hidden(embeds, st.cache, 0))
+            hidden.copy_(self.lm.backbone(embeds, st.cache, 0))
 
         # One eager run on a side stream first (cuBLAS workspaces, attention kernel selection);
         # it writes zeros' keys into the cache, which every request overwrites from position 0.
@@ -370,8 +420,8 @@ class StaticDecoder:
         # a prefill's results (cache, hidden) live outside the pool.
         with torch.cuda.graph(graph, pool=self._prefill_pool, capture_error_mode="thread_local"):
             run()
-        entry = _PrefillGraph(graph, embeds)
-        st.prefills.put(n_prefill, entry)
+        entry = _PrefillGraph(graph, embeds, hidden)
+        st.prefills.put(bucket, entry)
         return entry
 
     def _capture(self, st: _DecodeState, params: SamplingParams) -> None:
@@ -431,12 +481,11 @@ class StaticDecoder:
         st = self._state(_capacity(n_prefill, max_len), params)
         device = st.tokens.device
 
-        prefill = st.prefills.get(n_prefill)
+        prefill = st.prefills.get(prefill_bucket(n_prefill))
         if prefill is None:
             st.hidden.copy_(lm.forward_hidden(embeds, st.cache, 0))
         else:
-            prefill.embeds.copy_(embeds)
-            prefill.graph.replay()
+            st.hidden.copy_(prefill.run(embeds))
         st.pos.fill_(n_prefill)
         st.step.zero_()
         st.history.fill_(-1)

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
+from tts_core.llm.speech_lm import SpeechLM
 from tts_core.llm.static_decoder import StaticDecoder
-from tts_core.model.factory import build_networks, write_configs
 from tts_core.options import SynthesisOptions
 
 from .test_llm_parity import build_lm
@@ -59,14 +59,15 @@ def test_cuda_graph_equals_eager_on_gpu(lm):
 
 
 @pytest.fixture(scope="module")
-def random_lm(tmp_path_factory):
+def random_lm(tiny_configs):
     """The tiny LLM with random weights (no reference vectors needed, so it runs on any GPU box)."""
-    model_dir = tmp_path_factory.mktemp("tiny")
-    write_configs(model_dir, "tiny")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        lm, _, _ = build_networks(model_dir)
-    return lm.eval()
+        return SpeechLM(tiny_configs.llm).eval()
+
+
+# The padded bucket's matrix products may round differently from the exact-length eager prefill.
+PREFILL_RTOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
 
 @pytest.mark.requires_cuda
@@ -80,8 +81,30 @@ def test_prefill_graph_equals_eager_prefill_on_gpu(random_lm, dtype):
     eager = decoder.generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)  # not prepared
     assert decoder.prepare(text, ptext, pspeech, opts) is None  # the state exists; no prefill graph asked
     work = decoder.prepare(text, ptext, pspeech, opts, prefill_graph=True)
-    assert work is not None and "prefill graph capture: 39 positions" in work.what
+    # 39 positions (sos, 5 prompt text, 12 text, task id, 20 prompt speech) -> the 48-position bucket
+    assert work is not None and "prefill graph capture: 48 positions" in work.what
     graph = decoder.generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)
-    assert (
-        torch.equal(eager, graph) and decoder.prepare(text, ptext, pspeech, opts, prefill_graph=True) is None
-    )
+    assert torch.equal(eager, graph), (eager, graph)
+    assert decoder.prepare(text, ptext, pspeech, opts, prefill_graph=True) is None
+    # The padded graph's last real hidden state against the eager prefill of exactly 39 positions.
+    with torch.inference_mode():
+        embeds = gpu.prefill_embeddings(text, ptext, pspeech)
+        want = gpu.forward_hidden(embeds, gpu.new_cache(64), 0).float()
+        (key,) = decoder._states.keys()
+        state = decoder._states.get(key)
+        got = state.prefills.get(48).run(embeds).float()
+    torch.testing.assert_close(got, want, rtol=PREFILL_RTOL[dtype], atol=PREFILL_RTOL[dtype])
+
+
+@pytest.mark.requires_cuda
+def test_warmed_prefill_buckets_serve_every_length(random_lm):
+    gpu = copy.deepcopy(random_lm).to("cuda", torch.bfloat16)
+    decoder = StaticDecoder(gpu)
+    opts = SynthesisOptions(seed=1)
+    work = decoder.prepare_prefill_buckets(opts, (1024,), 128)
+    assert work is not None and "8 buckets up to 128" in work.what
+    assert decoder.prepare_prefill_buckets(opts, (1024,), 128) is None
+    for n_text in (3, 17, 40):  # prefill lengths 26, 40, 63: buckets 32, 48, 64, all captured
+        text, pspeech = _ids(n_text, n_text, 4096).cuda(), _ids(9, 21, 6561).cuda()
+        no_prompt_text = torch.zeros(0, dtype=torch.long, device="cuda")
+        assert decoder.prepare(text, no_prompt_text, pspeech, opts, prefill_graph=True) is None
