@@ -183,3 +183,31 @@ def test_results_show_the_screen_beside_the_human_scores(ctx) -> None:
     assert f"| `{BASE}` | 1 / 2 | 4.00 |" in text  # its en_07 clip got two 4s
     assert f"| `{GOOD}` | 1 / 2 | 3.00 |" in text and f"| `{BROKEN}` | 1 / 2 | 1.00 |" in text
     assert "across configurations" in text and "4 scores matched to screened clips, 0 not" in text
+
+
+@pytest.mark.slow
+def test_screen_and_drop_through_the_app(tmp_path, speech_clips) -> None:
+    """The wiring: the endpoints the panel's buttons call, on a served app with every measure on."""
+    from gradio_client.exceptions import AppError
+
+    from tests.app_helpers import client, listen_both, running_app
+
+    shutil.copytree(speech_clips, tmp_path / "clips")
+    (tmp_path / "active_plan.json").write_text(plan_from_dict(PLAN).to_json())  # the app resumes it
+    with running_app(tmp_path, PASSWORD) as app:
+        experimenter, listener = client(app), client(app, "after-the-drop")
+        with pytest.raises(AppError, match="wrong admin password"):
+            experimenter.predict("guess", api_name="/blind_screen")
+        summary, _plot, choice = experimenter.predict(PASSWORD, api_name="/blind_screen")
+        assert "⚠️ **2** (silent 2" in summary and choice["value"] == BROKEN and choice["choices"] == [[BROKEN, BROKEN]]
+        with pytest.raises(AppError, match="not in the list of choices"):  # only flagged ones are offered
+            experimenter.predict(PASSWORD, BASE, api_name="/blind_drop")
+        summary, _plot, choice, status = experimenter.predict(PASSWORD, BROKEN, api_name="/blind_drop")
+        assert f"Dropped before the test:** `{BROKEN}` (automatic screen: 2 of 2" in status
+        assert f"`{BROKEN}`" not in summary.split("Dropped before the test")[1].split("\n", 1)[1]  # gone from the table
+        assert "Trial 1 of 2" in listener.predict(api_name="/blind_start")[2]
+        listen_both(app, listener)
+        listener.predict(5, 3, "first", api_name="/blind_rate")
+        beside = experimenter.predict(PASSWORD, BASE, "blind", api_name="/results")[-1]
+        assert f"| `{BASE}` | 1 / 2 |" in beside and f"| `{GOOD}` | 1 / 2 |" in beside and BROKEN not in beside
+        assert "2 scores matched to screened clips, 0 not" in beside
