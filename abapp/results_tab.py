@@ -1,8 +1,8 @@
 """Results tab: MOS per configuration with intervals, the 5% non-inferiority verdict, downloads.
 
-The statistics are ``eval.statistics.report.summarize`` with its default method (the small-sample two-way
-cluster-robust t of eval/statistics/cluster_t.py, clustered by listener and text; measured level and coverage
-in docs/verdict-validation.md); a comparison too small for a verdict shows "insufficient" and why.
+The statistics are ``eval.statistics.analysis.summarize`` with the default options: 5% margin, 95%,
+the small-sample two-way cluster-robust t of eval/statistics/cluster_t.py, clustered by listener and
+text (measured level and coverage in docs/verdict-validation.md); a comparison too small for a verdict shows "insufficient" and why.
 With an admin password set, nothing is computed or offered for download without it. Below the
 MOS: the automatic screen of the active plan's bank beside it (abapp/results_screen.py).
 """
@@ -21,13 +21,15 @@ import pandas as pd
 
 from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
 from abapp.results_screen import screen_beside_mos
-from eval.statistics import report, sheets, stats
+from eval.statistics import analysis, report, sheets
+from eval.statistics.options import StatsOptions
 from eval.statistics.ratings_io import counted_label
 from eval.statistics.summary import format_number, method_descriptions
 
 log = logging.getLogger(__name__)
 
 DOWNLOADS_DIRNAME = "cosyvoice2-ab-downloads"
+STATS_OPTIONS = StatsOptions()  # the project's criterion: 5% margin, 95%, the default method
 MODE_CHOICES = [("Blind trials only", "blind"), ("All (blind and playground)", "all")]
 TABLE_COLUMNS = [
     "config",
@@ -94,11 +96,11 @@ def preferences_markdown(summary) -> str:
 
 
 def _method_markdown(summary, methods: dict[str, str]) -> str:
-    keep = 1 - summary.margin
+    keep = 1 - summary.options.margin
     text = (
-        f"**Criterion:** a configuration passes when the one-sided {summary.confidence:.0%} lower confidence bound "
-        f"of MOS_config / MOS_baseline is above {keep:.2f} (at most {summary.margin:.0%} below `{summary.baseline}`).  \n"
-        f"**Method ({summary.method}):** {methods['noninferiority']}. MOS intervals: {methods['mos_ci']}.  \n"
+        f"**Criterion:** a configuration passes when the one-sided {summary.options.confidence:.0%} lower confidence bound "
+        f"of MOS_config / MOS_baseline is above {keep:.2f} (at most {summary.options.margin:.0%} below `{summary.baseline}`).  \n"
+        f"**Method ({summary.options.method}):** {methods['noninferiority']}. MOS intervals: {methods['mos_ci']}.  \n"
         f"**vs baseline:** MOS_config / MOS_baseline - 1 on the judgements of the test (column test). "
         f"**Insufficient:** {methods['insufficient']}.  \n"
         f"{summary.n_judgements} judgements · {summary.n_listeners} listeners · {summary.n_texts} texts"
@@ -146,11 +148,10 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
         )
     baseline = baseline if baseline in configs else configs[0]
     anchor = plan.anchor_condition if plan is not None else None
-    summary = report.summarize(
+    summary = analysis.summarize(
         rows,
-        baseline=baseline,
-        margin=stats.DEFAULT_MARGIN,
-        modes=None,
+        baseline,
+        STATS_OPTIONS,
         anchor=anchor.label if anchor is not None and anchor.label in configs else None,
         exclude_flagged=exclude_flagged,
     )
@@ -161,7 +162,7 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
     files.append(sheets.write_xlsx(summary, pd.DataFrame(rows), folder / "rating-sheet.xlsx"))
     return (
         summary_frame(summary),
-        _method_markdown(summary, method_descriptions(summary.method)),
+        _method_markdown(summary, method_descriptions(summary.options.method)),
         preferences_markdown(summary),
         figure,
         [str(f) for f in files],

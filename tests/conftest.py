@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from eval.serving.trials import load_prompts, load_texts
+from tts_core.flow.estimator_net import CausalConditionalDecoder
+from tts_core.flow.model import FlowModel
+from tts_core.model.factory import ModelConfigs, model_configs
 
 # Parity tests read the official reference vectors from here; override with this variable.
 REFERENCE_ENV = "COSYVOICE2_REFERENCE_DIR"
@@ -42,6 +45,32 @@ def load_ref(reference_dir: Path):
         return np.load(reference_dir / "tiny" / case / f"{name}.npy")
 
     return _load
+
+
+@pytest.fixture(scope="session")
+def tiny_configs() -> ModelConfigs:
+    """The random tiny model's LLM, flow and HiFT configs, from the factory (the reference model's widths)."""
+    return model_configs("tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_flow(tiny_configs: ModelConfigs) -> FlowModel:
+    """A seeded random-weight flow of the tiny model (eval mode, CPU, float32)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return FlowModel(tiny_configs.flow).eval()
+
+
+@pytest.fixture(scope="session")
+def make_estimator(tiny_configs: ModelConfigs):
+    """make_estimator(seed) -> a seeded random-weight estimator network of the tiny model."""
+
+    def _make(seed: int = 0) -> CausalConditionalDecoder:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return CausalConditionalDecoder(tiny_configs.flow.estimator).eval()
+
+    return _make
 
 
 @pytest.fixture(scope="session")

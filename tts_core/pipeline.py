@@ -81,6 +81,8 @@ class Pipeline:
         self._frontend = frontend
         self._tokenizer = tokenizer
         self._lock = threading.RLock()
+        # Pipeline.stream's LLM thread decodes on this stream (see StreamJob.llm_stream).
+        self._llm_stream = torch.cuda.Stream(device.torch) if device.is_cuda else None
         runnable = tuple(d for d in ("float32", "float16", "bfloat16") if resolve_dtype(device, d)[1] is None)
         fp32 = copies.get("float32")
         self.info = PipelineInfo(
@@ -394,6 +396,7 @@ class Pipeline:
             models=models,
             make_renderer=partial(self._renderer, models, prompt, options, None),
             device=self._device,
+            llm_stream=self._llm_stream,
             lock=self._lock,
             warnings=(warning,) if warning else (),
             one_time=(copy_work,) if copy_work is not None else (),

@@ -49,15 +49,22 @@ class DtypeModels:
     llm: SpeechLM
     flow: FlowModel
     generate: Callable[..., torch.Tensor]  # SpeechLM.generate's signature
-    # (text ids, prompt text ids, prompt speech tokens, options) -> the decoder's one-time work
-    prepare_llm: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SynthesisOptions], OneTimeWork | None]
+    # StaticDecoder.prepare's signature: (text ids, prompt text ids, prompt speech tokens, options,
+    # prefill_graph=False) -> the decoder's one-time work
+    prepare_llm: Callable[..., OneTimeWork | None]
     llm_backend: str  # one of LLM_BACKENDS other than "auto"
     flow_backend: FlowBackend
     generate_pieces: Callable[..., Iterator[torch.Tensor]]  # SpeechLM.generate_pieces's signature
     chunk_backend: ChunkFlowBackend  # non-final streaming calls (tts_core.streaming.schedule)
 
 
-def _eager_needs_nothing(*_inputs: object) -> OneTimeWork | None:
+def _eager_needs_nothing(
+    text_ids: torch.Tensor,
+    prompt_text_ids: torch.Tensor,
+    prompt_speech_tokens: torch.Tensor,
+    options: SynthesisOptions,
+    prefill_graph: bool = False,
+) -> OneTimeWork | None:
     return None  # the eager decoder builds nothing per shape
 
 

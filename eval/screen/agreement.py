@@ -173,7 +173,6 @@ def agreement_from_files(
     return compare_with_listeners(table, read_rows(Path(screen_csv)))
 
 
-_num = format_number
 
 
 SHOWN = (("dnsmos_ovrl", "OVRL"), ("dnsmos_p808", "P.808"), ("sim_campplus", "sim CAM++"),
@@ -185,8 +184,8 @@ def format_agreement(agreement: ScreenAgreement) -> str:
     head = ["config", "rated clips", "human MOS", *[name for _, name in SHOWN]]
     lines = [head]
     for c in agreement.configs:
-        cells = [c.config, f"{c.n_rated_clips}/{c.n_clips}", _num(c.human_mos)]
-        lines.append(cells + [_num(c.screen_mean(m), ".3f") for m, _ in SHOWN])
+        cells = [c.config, f"{c.n_rated_clips}/{c.n_clips}", format_number(c.human_mos)]
+        lines.append(cells + [format_number(c.screen_mean(m), ".3f") for m, _ in SHOWN])
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     table = "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in lines)
     corr = ["Spearman rank correlation with the human score (rho, n; WER/CER should be negative):"]
@@ -194,7 +193,7 @@ def format_agreement(agreement: ScreenAgreement) -> str:
         parts = []
         for level in (LEVEL_CONFIGS, LEVEL_CLIPS):
             rc = agreement.correlation(m, level)
-            parts.append(f"{level} {_num(rc.rho)} (n={rc.n}{', ' + rc.note if rc.note else ''})")
+            parts.append(f"{level} {format_number(rc.rho)} (n={rc.n}{', ' + rc.note if rc.note else ''})")
         corr.append(f"  {name}: " + "; ".join(parts))
     tail = (
         f"{agreement.n_scores_matched} scores matched to screened clips, {agreement.n_scores_unmatched} not"

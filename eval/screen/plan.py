@@ -96,7 +96,6 @@ def screen_bank(
     return rows
 
 
-_num = format_number
 
 
 def format_summary(summary: Sequence[ConfigScreen]) -> str:
@@ -109,7 +108,7 @@ def format_summary(summary: Sequence[ConfigScreen]) -> str:
         cells = [s.config, str(s.n_clips)]
         for key, _ in shown:
             st = s.stat(key)
-            cells.append("-" if st is None else f"{st.mean:.3f} +- {_num(st.sd, '.3f')}")
+            cells.append("-" if st is None else f"{st.mean:.3f} +- {format_number(st.sd, '.3f')}")
         cells.append(str(s.n_flagged))
         lines.append(cells)
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]

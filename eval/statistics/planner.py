@@ -45,6 +45,12 @@ from eval.statistics.listening_model import (  # noqa: F401  (expected_discrete_
     latent_mean_for,
     simulate_tests,
 )
+from eval.statistics.options import (
+    CI_METHODS,
+    DEFAULT_MARGIN,
+    DEFAULT_METHOD,
+    StatsOptions,
+)
 from eval.statistics.ratings_io import SCORE_MAX, SCORE_MIN
 
 DEFAULT_LISTENER_GRID: tuple[int, ...] = (5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
@@ -52,6 +58,7 @@ DEFAULT_TEXT_GRID: tuple[int, ...] = (10, 15, 20, 30, 40, 60)
 DEFAULT_N_SIMS = 1000  # simulated listening tests per evaluated design (MC error +-0.013 at 80%)
 DEFAULT_LISTENER_DROP_SD = 0.3  # CLI default without a pilot: listeners do differ in what they hear
 PLANNER_N_BOOT = 500  # replicates per simulated test: power needs many tests more than exact bounds
+PLANNER_OPTIONS = StatsOptions(n_boot=PLANNER_N_BOOT)  # the report's test, fewer bootstrap replicates
 MAX_SIMULATED_DESIGNS = 40  # stop simulating after this many candidate designs (analytic tests)
 MAX_SIMULATED_BOOTSTRAP = 8  # the same for the bootstrap, whose simulations are slow
 # A design is recommended when its simulated power is this many Monte Carlo standard errors above
@@ -84,16 +91,13 @@ class SampleSizePlan:
     components: VarianceComponents
     base_mos: float
     true_drop: float
-    margin: float
+    options: StatsOptions  # the test whose power was simulated (margin, method, confidence)
     target_power: float
     recommended: DesignPower | None  # None when no design of the grid reached the target
     evaluated: tuple[DesignPower, ...]
-    method: str = stats.DEFAULT_METHOD  # the test whose power was simulated
 
 
-def _check_plan_args(base_mos: float, true_drop: float, margin: float) -> None:
-    if not 0.0 < margin < 1.0:
-        raise ValueError(f"margin must be in (0, 1), got {margin}")
+def _check_plan_args(base_mos: float, true_drop: float) -> None:
     if not 0.0 <= true_drop < 1.0:
         raise ValueError(f"true_drop must be in [0, 1), got {true_drop}")
     if not (base_mos * (1 - true_drop) > SCORE_MIN and base_mos < SCORE_MAX):
@@ -105,12 +109,10 @@ def approx_power(
     *,
     base_mos: float,
     true_drop: float,
-    margin: float,
     n_listeners: int,
     n_texts: int,
+    options: StatsOptions = PLANNER_OPTIONS,
     discrete: bool = True,
-    confidence: float = stats.CONFIDENCE,
-    method: str = stats.DEFAULT_METHOD,
 ) -> float:
     """Normal approximation of the power of the test (ignores clipping and skewness).
 
@@ -121,7 +123,7 @@ def approx_power(
     analytic methods, the true one with the t quantile of the clamped Satterthwaite df that the
     expected one-way parts give (eval/statistics/cgm.py).
     """
-    stats.check_method(method)
+    margin, confidence = options.margin, options.confidence
     if stats.insufficient_reason(n_listeners * n_texts, n_listeners, n_texts, confidence):
         return 0.0
     c, k, n = components, 1.0 - margin, n_listeners * n_texts
@@ -130,7 +132,7 @@ def approx_power(
     part_t = (margin**2 * c.text_sd**2 + c.text_drop_sd**2) / n_texts
     var_true = part_l + part_t + resid
     mean_d = base_mos * (margin - true_drop)
-    if method in stats.ANALYTIC_RULES:
+    if options.method in stats.ANALYTIC_RULES:
         var_test = var_true
         spread = (part_l + resid) ** 2 / (n_listeners - 1) + (part_t + resid) ** 2 / (n_texts - 1)
         spread += resid**2 / (n - 1)
@@ -147,30 +149,26 @@ def simulate_power(
     *,
     base_mos: float,
     true_drop: float,
-    margin: float,
     n_listeners: int,
     n_texts: int,
+    options: StatsOptions = PLANNER_OPTIONS,
     n_sims: int = DEFAULT_N_SIMS,
-    n_boot: int = PLANNER_N_BOOT,
     discrete: bool = True,
-    confidence: float = stats.CONFIDENCE,
-    seed: int = 0,
-    method: str = stats.DEFAULT_METHOD,
 ) -> float:
     """Share of ``n_sims`` simulated balanced tests (eval/statistics/listening_model.py) whose verdict is "pass".
 
+    The test is ``options``'s (margin, method, confidence; ``options.seed`` seeds the simulation).
     0.0 for a design below the verdict's minimum (its verdict is "insufficient").
     """
-    _check_plan_args(base_mos, true_drop, margin)
-    stats.check_method(method)
-    rng = stats.derived_rng(seed, "power", f"{n_listeners}x{n_texts}")
+    _check_plan_args(base_mos, true_drop)
+    rng = stats.derived_rng(options.seed, "power", f"{n_listeners}x{n_texts}")
     design = PairedDesign.balanced(n_listeners, n_texts)
-    if stats.insufficient_reason(design.n_judgements, n_listeners, n_texts, confidence):
+    if stats.insufficient_reason(design.n_judgements, n_listeners, n_texts, options.confidence):
         return 0.0
-    rule = stats.ANALYTIC_RULES.get(method)
+    rule = stats.ANALYTIC_RULES.get(options.method)
     if rule is not None:
         est = cluster_t.LinearEstimator.contrast(
-            cluster_t.ClusterDesign.paired(design.listener, design.text), design.n_judgements, 1.0 - margin
+            cluster_t.ClusterDesign.paired(design.listener, design.text), design.n_judgements, options.keep
         )
         traces = working_model.working_traces(est) if rule.small_sample else None
     passes = 0
@@ -186,7 +184,7 @@ def simulate_power(
         )
         if rule is not None:
             bounds = verdict_bounds.ratio_lower_bounds(
-                y_v, y_b, est, keep=1.0 - margin, confidence=confidence, rule=rule, traces=traces
+                y_v, y_b, est, keep=options.keep, confidence=options.confidence, rule=rule, traces=traces
             )
             passes += int(bounds.passed.sum())
             continue
@@ -194,12 +192,9 @@ def simulate_power(
             result = stats.noninferiority_test(
                 (one_v, design.listener, design.text),
                 (one_b, design.listener, design.text),
-                margin=margin,
                 paired=True,
+                options=options,
                 rng=rng,
-                confidence=confidence,
-                n_boot=n_boot,
-                method=method,
             )
             passes += result.verdict == stats.VERDICT_PASS
     return passes / n_sims
@@ -210,77 +205,49 @@ def plan_sample_size(
     *,
     base_mos: float = 4.0,
     true_drop: float = 0.02,
-    margin: float = stats.DEFAULT_MARGIN,
+    options: StatsOptions = PLANNER_OPTIONS,
     target_power: float = 0.8,
     listener_grid: tuple[int, ...] = DEFAULT_LISTENER_GRID,
     text_grid: tuple[int, ...] = DEFAULT_TEXT_GRID,
     n_sims: int = DEFAULT_N_SIMS,
-    n_boot: int = PLANNER_N_BOOT,
     discrete: bool = True,
-    confidence: float = stats.CONFIDENCE,
-    seed: int = 0,
-    method: str = stats.DEFAULT_METHOD,
 ) -> SampleSizePlan:
     """Walk the listener x text grid from the fewest judgements up; simulate promising designs.
 
     A design is simulated when its approximate power is within APPROX_SLACK of the target; the
     first whose simulated power is POWER_SAFETY_SE Monte Carlo standard errors above
     ``target_power`` is recommended. At most MAX_SIMULATED_DESIGNS (bootstrap:
-    MAX_SIMULATED_BOOTSTRAP) designs are simulated. ``method`` is the test's
-    (eval.statistics.stats.CI_METHODS; ``n_boot`` is used by the bootstrap only). NOTE: a simulated power
-    carries Monte Carlo error of about sqrt(p (1 - p) / n_sims) (+-0.013 at 1000 simulations near
-    p = 0.8).
+    MAX_SIMULATED_BOOTSTRAP) designs are simulated. ``options`` is the test's (margin, method,
+    confidence; ``n_boot`` is used by the bootstrap only). NOTE: a simulated power carries Monte
+    Carlo error of about sqrt(p (1 - p) / n_sims) (+-0.013 at 1000 simulations near p = 0.8).
     """
-    _check_plan_args(base_mos, true_drop, margin)
-    stats.check_method(method)
+    _check_plan_args(base_mos, true_drop)
     if not 0.0 < target_power < 1.0:
         raise ValueError(f"target_power must be in (0, 1), got {target_power}")
-    if true_drop >= margin:
-        raise ValueError(f"a true drop of {true_drop} is not within the margin {margin}: no design can pass")
+    if true_drop >= options.margin:
+        raise ValueError(
+            f"a true drop of {true_drop} is not within the margin {options.margin}: no design can pass"
+        )
     designs = sorted(
         ((nl, nt) for nl in listener_grid for nt in text_grid), key=lambda d: (d[0] * d[1], d[0])
     )
     evaluated: list[DesignPower] = []
     recommended = None
     n_simulated = 0
-    max_simulated = MAX_SIMULATED_BOOTSTRAP if method == stats.METHOD_BOOTSTRAP else MAX_SIMULATED_DESIGNS
+    max_simulated = MAX_SIMULATED_BOOTSTRAP if options.uses_bootstrap else MAX_SIMULATED_DESIGNS
     for n_l, n_t in designs:
-        approx = approx_power(
-            components,
-            base_mos=base_mos,
-            true_drop=true_drop,
-            margin=margin,
-            n_listeners=n_l,
-            n_texts=n_t,
-            discrete=discrete,
-            confidence=confidence,
-            method=method,
-        )
+        sizes = {"base_mos": base_mos, "true_drop": true_drop, "n_listeners": n_l, "n_texts": n_t}
+        approx = approx_power(components, **sizes, options=options, discrete=discrete)
         power = float("nan")
         if approx >= target_power - APPROX_SLACK and n_simulated < max_simulated:
             n_simulated += 1
-            power = simulate_power(
-                components,
-                base_mos=base_mos,
-                true_drop=true_drop,
-                margin=margin,
-                n_listeners=n_l,
-                n_texts=n_t,
-                n_sims=n_sims,
-                n_boot=n_boot,
-                discrete=discrete,
-                confidence=confidence,
-                seed=seed,
-                method=method,
-            )
+            power = simulate_power(components, **sizes, options=options, n_sims=n_sims, discrete=discrete)
         design = DesignPower(n_l, n_t, n_l * n_t, approx, power, n_sims if math.isfinite(power) else 0)
         evaluated.append(design)
         if power - POWER_SAFETY_SE * math.sqrt(power * (1 - power) / n_sims) >= target_power:
             recommended = design
             break
-    return SampleSizePlan(
-        components, base_mos, true_drop, margin, target_power, recommended, tuple(evaluated), method
-    )
+    return SampleSizePlan(components, base_mos, true_drop, options, target_power, recommended, tuple(evaluated))
 
 
 def _one_way_between(values: np.ndarray, groups: np.ndarray) -> float:
@@ -343,7 +310,7 @@ def format_plan(plan: SampleSizePlan) -> str:
     lines = [
         f"spread: listener sd {c.listener_sd:.3f}, text sd {c.text_sd:.3f}, residual sd {c.residual_sd:.3f}, "
         f"listener drop sd {c.listener_drop_sd:.3f}, text drop sd {c.text_drop_sd:.3f}; base MOS {plan.base_mos}, true drop {plan.true_drop:.1%}, "
-        f"margin {plan.margin:.1%}, target power {plan.target_power:.0%}; test: {plan.method}",
+        f"margin {plan.options.margin:.1%}, target power {plan.target_power:.0%}; test: {plan.options.method}",
         f"{'listeners':>9} {'texts':>5} {'judgements':>10} {'approx':>7} {'simulated':>9}",
     ]
     for d in plan.evaluated:
@@ -377,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drop", type=float, default=0.02, help="true relative drop to detect as non-inferior"
     )
-    parser.add_argument("--margin", type=float, default=stats.DEFAULT_MARGIN, help="relative non-inferiority margin")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="relative non-inferiority margin")
     parser.add_argument("--power", type=float, default=0.8, help="target power")
     parser.add_argument("--listeners", type=int, nargs="+", default=list(DEFAULT_LISTENER_GRID))
     parser.add_argument("--texts", type=int, nargs="+", default=list(DEFAULT_TEXT_GRID))
@@ -385,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--method",
-        choices=stats.CI_METHODS,
-        default=stats.DEFAULT_METHOD,
+        choices=CI_METHODS,
+        default=DEFAULT_METHOD,
         help="the test to plan for (default: the report's, cluster-t); see python -m eval.statistics.report --help",
     )
     args = parser.parse_args(argv)
@@ -399,17 +366,16 @@ def main(argv: list[str] | None = None) -> int:
             components = VarianceComponents(
                 args.listener_sd, args.text_sd, args.residual_sd, args.listener_drop_sd, args.text_drop_sd
             )
+        options = StatsOptions(margin=args.margin, method=args.method, n_boot=PLANNER_N_BOOT, seed=args.seed)
         plan = plan_sample_size(
             components,
             base_mos=args.base_mos,
             true_drop=args.drop,
-            margin=args.margin,
+            options=options,
             target_power=args.power,
             listener_grid=tuple(args.listeners),
             text_grid=tuple(args.texts),
             n_sims=args.sims,
-            seed=args.seed,
-            method=args.method,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

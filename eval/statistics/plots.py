@@ -34,22 +34,22 @@ def _mos_panel(ax, summary: ReportSummary) -> None:
         ax.plot([c.mos], [i], "o", color="black", ms=5)
     base = summary.config(summary.baseline).mos
     ax.axvline(
-        (1 - summary.margin) * base,
+        (1 - summary.options.margin) * base,
         color="tab:red",
         ls="--",
         lw=1,
-        label=f"{1 - summary.margin:.2f} x baseline",
+        label=f"{1 - summary.options.margin:.2f} x baseline",
     )
     ax.set_yticks(range(len(rows)), [f"{c.config} (n={c.n_ratings})" for c in rows])
     ax.invert_yaxis()
     ax.set_xlim(1, 5)
-    ax.set_xlabel(f"MOS, {summary.confidence:.0%} interval: clustered (thick), naive (thin)")
+    ax.set_xlabel(f"MOS, {summary.options.confidence:.0%} interval: clustered (thick), naive (thin)")
     ax.legend(loc="lower left", fontsize=8)
 
 
 def _ratio_panel(ax, summary: ReportSummary) -> None:
     rows = [c for c in summary.configs if c.config != summary.baseline]
-    keep = 1 - summary.margin
+    keep = 1 - summary.options.margin
     for i, c in enumerate(rows):
         colour = VERDICT_COLOURS.get(c.verdict, "black")
         if _finite(c.noninferiority_lower_bound):
@@ -72,7 +72,7 @@ def _ratio_panel(ax, summary: ReportSummary) -> None:
     ax.set_yticks(range(len(rows)), [c.config for c in rows])
     ax.invert_yaxis()
     ax.set_xlabel(
-        f"MOS_v / MOS_base; bar from one-sided {summary.confidence:.0%} lower bound; pass iff > {keep:.2f}"
+        f"MOS_v / MOS_base; bar from one-sided {summary.options.confidence:.0%} lower bound; pass iff > {keep:.2f}"
     )
 
 
@@ -102,5 +102,5 @@ def plot_summary(summary: ReportSummary) -> Figure:
     _ratio_panel(axes[1], summary)
     if summary.preferences:
         _preference_panel(axes[2], summary)
-    fig.suptitle(f"Listening test against {summary.baseline} (margin {summary.margin:.0%})")
+    fig.suptitle(f"Listening test against {summary.baseline} (margin {summary.options.margin:.0%})")
     return fig

@@ -36,8 +36,7 @@ SCORE_COLUMNS: tuple[str, ...] = ("score_a", "score_b")
 # Columns that must hold a non-empty value: they identify what was rated, by whom, on which text.
 REQUIRED_TEXT_COLUMNS: tuple[str, ...] = ("listener_id", "text_id", "a_config", "b_config")
 # The app prefixes a single quote to strings that a spreadsheet would run as a formula; a leading
-# quote followed by one of these characters is that guard, not data.
-FORMULA_TRIGGERS = FORMULA_PREFIXES
+# quote followed by one of FORMULA_PREFIXES is that guard, not data (see unguard below).
 MAX_ERRORS_LISTED = 5
 
 
@@ -47,7 +46,7 @@ class RatingsFormatError(ValueError):
 
 def strip_formula_guard(value: str) -> str:
     """``"'=1+2"`` -> ``"=1+2"``; any other string is returned unchanged."""
-    if len(value) >= 2 and value[0] == "'" and value[1] in FORMULA_TRIGGERS:
+    if len(value) >= 2 and value[0] == "'" and value[1] in FORMULA_PREFIXES:
         return value[1:]
     return value
 

@@ -14,7 +14,8 @@ unknown --baseline/--anchor, gives a one-line error and exit code 2 (no tracebac
 per-configuration means beside the MOS, with their Spearman rank correlations across configurations
 and clips (eval/screen/agreement.py; JSON key ``screen_agreement``).
 
-The app's Results tab calls :func:`summarize` and :func:`plot_summary` directly (default method).
+The computation is :func:`eval.statistics.analysis.summarize` (this module prints and writes what
+it returns); the app's Results tab calls it and :func:`plot_summary` directly (default options).
 
 ``--method`` picks how the clustered intervals and the non-inferiority bound are computed (the JSON
 records it as ``method``, with a description of each statistic under ``methods``):
@@ -49,232 +50,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
-from eval.statistics import controls, screening, stats
+from eval.statistics.analysis import summarize
+from eval.statistics.options import (
+    CI_METHODS,
+    CONFIDENCE,
+    DEFAULT_MARGIN,
+    DEFAULT_METHOD,
+    DEFAULT_N_BOOT,
+    METHOD_CGM,
+    METHOD_CLUSTER_T,
+    StatsOptions,
+)
 from eval.statistics.ratings_io import (
     RatingsFormatError,
-    config_notes,
-    configs_present,
-    counted_label,
-    drop_duplicate_trials,
-    drop_repeated_rows,
     read_ratings,
 )
 from eval.statistics.summary import (
     METHOD_PROPERTIES,
-    VERDICT_BASELINE,
-    ConfigSummary,
     ReportSummary,
     format_number,
 )
 
-DEFAULT_MARGIN = stats.DEFAULT_MARGIN
 EXIT_BAD_INPUT = 2
-MAX_ROWS_LISTED = 5  # row numbers quoted in a warning
-# Near the top of the scale the level holds only with more listeners (docs/verdict-validation.md:
-# 6.1% at nominal 5% for the default method at MOS 4.5 with 6 listeners, 5.1% with 12).
-CEILING_MOS = 4.4
-CEILING_MIN_LISTENERS = 12
-def _load(ratings: pd.DataFrame | str | Path | Sequence[Mapping[str, object]]) -> pd.DataFrame:
-    if isinstance(ratings, (str, Path, pd.DataFrame)):
-        return read_ratings(ratings)
-    return read_ratings(pd.DataFrame(list(ratings)))
-
-
-def _config_row(
-    table: pd.DataFrame,
-    scores: pd.DataFrame,
-    label: str,
-    baseline: str,
-    *,
-    mos_base: float,
-    margin: float,
-    seed: int,
-    n_boot: int,
-    confidence: float,
-    method: str,
-) -> ConfigSummary:
-    mine = scores.loc[scores["config"] == label]
-    y = mine["score"].to_numpy()
-    rng = stats.derived_rng(seed, "ci", label)
-    ci = stats.cluster_mean(
-        y,
-        mine["listener_id"].to_numpy(),
-        mine["text_id"].to_numpy(),
-        method=method,
-        rng=rng,
-        confidence=confidence,
-        n_boot=n_boot,
-    )
-    naive = stats.naive_t_interval(y, confidence)
-    nan = float("nan")
-    if label == baseline:
-        test = None
-    else:
-        test = stats.compare_to_baseline(
-            table,
-            label,
-            baseline,
-            margin=margin,
-            rng=stats.derived_rng(seed, "ni", label),
-            confidence=confidence,
-            n_boot=n_boot,
-            method=method,
-        )
-    return ConfigSummary(
-        config=label,
-        n_ratings=int(y.size),
-        n_listeners=int(mine["listener_id"].nunique()),
-        n_texts=int(mine["text_id"].nunique()),
-        mos=ci.estimate,
-        ci_low=ci.low,
-        ci_high=ci.high,
-        naive_ci_low=naive.low,
-        naive_ci_high=naive.high,
-        rel_change=test.ratio - 1.0 if test else 0.0,
-        comparison=test.comparison if test else None,
-        n_compared=test.n_judgements if test else 0,
-        ratio=test.ratio if test else nan,
-        noninferiority_lower_bound=test.ratio_lower if test else nan,
-        d_mean=test.d_mean if test else nan,
-        d_lower_bound=test.d_lower if test else nan,
-        verdict=test.verdict if test else VERDICT_BASELINE,
-        reason=test.reason if test else "",
-    )
-
-
-def _exclusion_warnings(n_duplicates: int, repeated_rows: list[int]) -> list[str]:
-    """What the report did not count: repeated trial ids, rows repeated without a trial id."""
-    warnings = [f"{n_duplicates} repeated trial_id row(s) ignored (first kept)"] if n_duplicates else []
-    if repeated_rows:
-        shown = ", ".join(map(str, repeated_rows[:MAX_ROWS_LISTED]))
-        extra = len(repeated_rows) - MAX_ROWS_LISTED
-        warnings.append(
-            f"{len(repeated_rows)} row(s) without trial_id repeat an earlier row field for field "
-            f"(timestamp aside) and are counted once: data row(s) {shown}"
-            + (f" and {extra} more" if extra > 0 else "")
-        )
-    return warnings
-
-
-def _ceiling_warning(mos_base: float, rows: Sequence[ConfigSummary], margin: float) -> list[str]:
-    """A warning when the baseline is near the top of the scale and a verdict rests on few listeners."""
-    tested = [r for r in rows if r.verdict in (stats.VERDICT_PASS, stats.VERDICT_FAIL)]
-    if mos_base >= CEILING_MOS and any(r.n_listeners < CEILING_MIN_LISTENERS for r in tested):
-        return [
-            f"baseline MOS {mos_base:.2f} is near the top of the scale: with fewer than "
-            f"{CEILING_MIN_LISTENERS} listeners a configuration that truly loses {margin:.0%} passes somewhat "
-            "more often than the nominal 5% (6.1% measured at MOS 4.5 with 6 listeners)"
-        ]
-    return []
-
-
-def summarize(
-    ratings: pd.DataFrame | str | Path | Sequence[Mapping[str, object]],
-    baseline: str,
-    margin: float = DEFAULT_MARGIN,
-    anchor: str | None = None,
-    seed: int = 0,
-    n_boot: int = stats.DEFAULT_N_BOOT,
-    confidence: float = stats.CONFIDENCE,
-    modes: Sequence[str] | None = None,
-    method: str = stats.DEFAULT_METHOD,
-    exclude_flagged: bool = False,
-) -> ReportSummary:
-    """The full report of a ratings log (path, DataFrame, or the store's list of row dicts).
-
-    ``method``: "cluster-t" (default), "cgm" or "bootstrap" (see the module docstring). Raises
-    :class:`~eval.statistics.ratings_io.RatingsFormatError` for an invalid log and ValueError for an unknown
-    baseline/anchor (listing the configurations present) or bad parameters. Hidden control trials
-    (anchor, reference) screen listeners only; ``exclude_flagged`` leaves out the listeners they
-    flag (eval/statistics/controls.py states the rule).
-    """
-    if not 0.0 < margin < 1.0:
-        raise ValueError(f"margin must be in (0, 1), e.g. 0.05 for 5%, got {margin}")
-    stats.check_bootstrap_args(confidence, n_boot)
-    stats.check_method(method)
-    stats.derived_rng(seed)  # validates the seed before any work
-    table, repeated_rows = drop_repeated_rows(_load(ratings))
-    table, n_duplicates = drop_duplicate_trials(table)
-    warnings = _exclusion_warnings(n_duplicates, repeated_rows)
-    warnings += config_notes(table)
-    # --baseline/--anchor name configurations the way the log's labels are counted
-    # (``fp16-n10`` or ``float16-n10-tensorrt`` -> ``float16-n10``).
-    baseline = counted_label(baseline, "")[0]
-    anchor = None if anchor is None else counted_label(anchor, "")[0]
-    if modes:
-        table = table.loc[table["mode"].isin(list(modes))].reset_index(drop=True)
-        if table.empty:
-            raise ValueError(f"no judgements in mode(s) {list(modes)}")
-    elif (table["mode"] == "playground").any():
-        n_play = int((table["mode"] == "playground").sum())
-        warnings.append(
-            f"{n_play} judgement(s) from playground mode (not blind) are included; see --mode blind"
-        )
-    if anchor is not None and anchor == baseline:
-        raise ValueError(f"the anchor must differ from the baseline (both {baseline!r})")
-    present = configs_present(table)
-    for role, label in (("baseline", baseline), ("anchor", anchor)):
-        if label is not None and label not in present:
-            raise ValueError(
-                f"{role} {label!r} is not in the ratings log; configurations present: {', '.join(present)}"
-            )
-    listeners = tuple(screening.screen_listeners(table, baseline, anchor))  # on every trial, controls too
-    kept = controls.statistics_table(table, listeners, exclude_flagged)
-    table, present = kept.table, configs_present(kept.table)
-    warnings += kept.notes
-    if baseline not in present:
-        raise ValueError(f"baseline {baseline!r} has no test judgements left; configurations: {', '.join(present)}")
-    others = sorted(c for c in present if c not in (baseline, anchor))
-    order = [baseline, *others, *([anchor] if anchor in present else [])]
-    scores = stats.long_scores(table)
-    mos_base = float(scores.loc[scores["config"] == baseline, "score"].mean())
-    rows = tuple(
-        _config_row(
-            table,
-            scores,
-            label,
-            baseline,
-            mos_base=mos_base,
-            margin=margin,
-            seed=seed,
-            n_boot=n_boot,
-            confidence=confidence,
-            method=method,
-        )
-        for label in order
-    )
-    for row in rows:
-        if row.n_listeners < stats.MIN_LISTENERS or row.n_texts < stats.MIN_TEXTS:
-            warnings.append(
-                f"{row.config}: {row.n_listeners} listener(s), {row.n_texts} text(s): at least "
-                f"{stats.MIN_LISTENERS} of each needed for a MOS interval"
-            )
-    warnings += _ceiling_warning(mos_base, rows, margin)
-    return ReportSummary(
-        baseline=baseline,
-        margin=float(margin),
-        anchor=anchor,
-        confidence=float(confidence),
-        seed=int(seed),
-        n_boot=int(n_boot),
-        modes=tuple(modes) if modes else None,
-        n_judgements=len(table),
-        n_listeners=int(table["listener_id"].nunique()),
-        n_texts=int(table["text_id"].nunique()),
-        configs=rows,
-        preferences=tuple(screening.preference_shares(table, order, confidence)),
-        listeners=listeners,
-        warnings=tuple(warnings),
-        method=method,
-        excluded_listeners=kept.excluded_listeners,
-        n_repeated_trial_ids=n_duplicates,
-        n_repeated_rows=len(repeated_rows),
-    )
 
 
 def plot_summary(summary: ReportSummary):
@@ -284,19 +84,16 @@ def plot_summary(summary: ReportSummary):
     return _plot(summary)
 
 
-_num = format_number
-
-
 def format_table(summary: ReportSummary) -> str:
     """The printed report: configurations, preferences, flagged listeners, warnings."""
-    keep = 1.0 - summary.margin
-    level = f"{summary.confidence:.0%}"
+    keep = 1.0 - summary.options.margin
+    level = f"{summary.options.confidence:.0%}"
     how = {
-        stats.METHOD_CLUSTER_T: "small-sample two-way cluster-robust t, skewness-corrected bounds",
-        stats.METHOD_CGM: "analytic two-way cluster-robust (CGM) variance, t bounds",
-    }.get(summary.method, f"{summary.n_boot} bootstrap replicates, seed {summary.seed}")
+        METHOD_CLUSTER_T: "small-sample two-way cluster-robust t, skewness-corrected bounds",
+        METHOD_CGM: "analytic two-way cluster-robust (CGM) variance, t bounds",
+    }.get(summary.options.method, f"{summary.options.n_boot} bootstrap replicates, seed {summary.options.seed}")
     lines = [
-        f"baseline {summary.baseline}; margin {summary.margin:.1%} (pass iff lower bound of "
+        f"baseline {summary.baseline}; margin {summary.options.margin:.1%} (pass iff lower bound of "
         f"MOS_v/MOS_base > {keep:.3f}); {summary.n_judgements} judgements, {summary.n_listeners} "
         f"listeners, {summary.n_texts} texts; {how}",
         "",
@@ -305,11 +102,11 @@ def format_table(summary: ReportSummary) -> str:
     ]
     for c in summary.configs:
         lines.append(
-            f"{c.config:<24} {c.n_ratings:>5} {c.n_listeners:>4} {c.n_texts:>4} {_num(c.mos):>5} "
-            f"{'[' + _num(c.ci_low) + ', ' + _num(c.ci_high) + ']':>20} "
-            f"{'[' + _num(c.naive_ci_low) + ', ' + _num(c.naive_ci_high) + ']':>13} "
-            f"{_num(100 * c.rel_change, '+.1f') + '%':>7} {c.comparison or '-':>9} "
-            f"{_num(c.noninferiority_lower_bound, '.3f'):>8} {c.verdict:>12}"
+            f"{c.config:<24} {c.n_ratings:>5} {c.n_listeners:>4} {c.n_texts:>4} {format_number(c.mos):>5} "
+            f"{'[' + format_number(c.ci_low) + ', ' + format_number(c.ci_high) + ']':>20} "
+            f"{'[' + format_number(c.naive_ci_low) + ', ' + format_number(c.naive_ci_high) + ']':>13} "
+            f"{format_number(100 * c.rel_change, '+.1f') + '%':>7} {c.comparison or '-':>9} "
+            f"{format_number(c.noninferiority_lower_bound, '.3f'):>8} {c.verdict:>12}"
             + (f"  ({c.reason})" if c.reason else "")
         )
     if summary.preferences:
@@ -319,7 +116,7 @@ def format_table(summary: ReportSummary) -> str:
                 f"  {p.config_x} vs {p.config_y}: n={p.n}  {p.config_x} {p.share_x.estimate:.0%} "
                 f"[{p.share_x.low:.0%}, {p.share_x.high:.0%}]  {p.config_y} {p.share_y.estimate:.0%} "
                 f"[{p.share_y.low:.0%}, {p.share_y.high:.0%}]  none {p.share_none.estimate:.0%}  "
-                f"sign test p={_num(p.p_value, '.3g')}"
+                f"sign test p={format_number(p.p_value, '.3g')}"
             )
     flagged = [s for s in summary.listeners if s.flags]
     if flagged:
@@ -351,13 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument(
         "--method",
-        choices=stats.CI_METHODS,
-        default=stats.DEFAULT_METHOD,
+        choices=CI_METHODS,
+        default=DEFAULT_METHOD,
         help="clustered intervals and bound (measured by python -m eval.statistics.simulate_verdict, "
         "docs/verdict-validation.md): " + "; ".join(f"{k}: {v}" for k, v in METHOD_PROPERTIES.items()),
     )
-    parser.add_argument("--bootstrap", type=int, default=stats.DEFAULT_N_BOOT, help="bootstrap replicates")
-    parser.add_argument("--confidence", type=float, default=stats.CONFIDENCE, help="confidence level (0.95)")
+    parser.add_argument("--bootstrap", type=int, default=DEFAULT_N_BOOT, help="bootstrap replicates")
+    parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="confidence level (0.95)")
     parser.add_argument(
         "--exclude-flagged",
         dest="exclude_flagged",
@@ -406,17 +203,15 @@ def _write_outputs(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary = summarize(
-            args.ratings,
-            args.baseline,
-            args.margin,
-            anchor=args.anchor,
-            seed=args.seed,
-            n_boot=args.bootstrap,
+        options = StatsOptions(
+            margin=args.margin,
             confidence=args.confidence,
-            modes=args.mode,
             method=args.method,
-            exclude_flagged=args.exclude_flagged,
+            n_boot=args.bootstrap,
+            seed=args.seed,
+        )
+        summary = summarize(
+            args.ratings, args.baseline, options, anchor=args.anchor, modes=args.mode, exclude_flagged=args.exclude_flagged
         )
         print(format_table(summary))
         screen = None

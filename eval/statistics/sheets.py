@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.statistics import stats
-from eval.statistics.ratings_io import FORMULA_TRIGGERS, read_ratings
+from eval.statistics.ratings_io import FORMULA_PREFIXES, read_ratings
 from eval.statistics.summary import ReportSummary, method_descriptions
 
 HEADER_FONT_BOLD = True
@@ -28,7 +27,7 @@ SHEET_NAMES = ("summary", "ratings", "listeners", "preferences", "report")
 
 def neutralise(value: object) -> object:
     """Text that a spreadsheet would evaluate gets a leading ``'``; anything else is unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 
@@ -70,19 +69,19 @@ def report_table(summary: ReportSummary) -> pd.DataFrame:
     """Key/value rows: the parameters, methods and warnings of the analysis."""
     items: list[tuple[str, object]] = [
         ("baseline", summary.baseline),
-        ("margin", summary.margin),
+        ("margin", summary.options.margin),
         ("anchor", summary.anchor or ""),
-        ("confidence", summary.confidence),
-        ("seed", summary.seed),
-        ("method", summary.method),
-        ("bootstrap replicates", summary.n_boot if summary.method == stats.METHOD_BOOTSTRAP else ""),
+        ("confidence", summary.options.confidence),
+        ("seed", summary.options.seed),
+        ("method", summary.options.method),
+        ("bootstrap replicates", summary.options.n_boot if summary.options.uses_bootstrap else ""),
         ("judgements", summary.n_judgements),
         ("rows not counted: repeated trial_id", summary.n_repeated_trial_ids),
         ("rows not counted: repeated without trial_id", summary.n_repeated_rows),
         ("listeners", summary.n_listeners),
         ("texts", summary.n_texts),
     ]
-    items += [(f"method: {k}", v) for k, v in method_descriptions(summary.method).items()]
+    items += [(f"method: {k}", v) for k, v in method_descriptions(summary.options.method).items()]
     items += [("warning", w) for w in summary.warnings]
     return pd.DataFrame(items, columns=["key", "value"])
 

@@ -25,94 +25,37 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 
 from scipy import stats as sps
 
 from eval.statistics import cluster_t, planner, stats, verdict_bounds, working_model
-from eval.statistics.listening_model import PairedDesign, VarianceComponents, simulate_tests
+from eval.statistics.listening_model import PairedDesign, simulate_tests
+from eval.statistics.options import (
+    CI_METHODS,
+    CONFIDENCE,
+    DEFAULT_MARGIN,
+    DEFAULT_METHOD,
+    METHOD_BOOTSTRAP,
+    StatsOptions,
+)
+from eval.statistics.verdict_designs import (
+    GROUPS,
+    PLANNER_SCENARIOS,
+    DesignSpec,
+    select_designs,
+)
 
 DEFAULT_REPLICATES = 10_000
 DEFAULT_BOOTSTRAP_REPLICATES = 2_000
 SIM_N_BOOT = 1_000  # bootstrap replicates inside each simulated test (the report uses 2000)
 POWER_SHARE = 0.25  # power is simulated with this share of --replicates
 POWER_DROPS = (0.0, 0.02)
-MARGIN = stats.DEFAULT_MARGIN
+MARGIN = DEFAULT_MARGIN
+BOOTSTRAP_OPTIONS = StatsOptions(margin=MARGIN, method=METHOD_BOOTSTRAP, n_boot=SIM_N_BOOT)
 CHUNK = 2_000  # simulated tests per batch (memory: CHUNK x judgements floats)
-PLANNER_MODEL = VarianceComponents(0.5, 0.3, 0.7)  # eval.statistics.planner's CLI defaults
-
-
-@dataclass(frozen=True)
-class DesignSpec:
-    """One simulated design: who judges what, the spread, and the baseline's MOS."""
-
-    name: str
-    group: str  # "issue" | "balanced" | "unbalanced" | "stress"
-    n_listeners: int
-    n_texts: int
-    listener_drop_sd: float
-    base_mos: float = 4.0
-    layout: str = "balanced"  # "balanced" | "dropout" (share kept >= min_share) | "heavy-light"
-    min_share: float = 1.0  # dropout: each listener judges at least this share of the texts
-    n_heavy: int = 0  # heavy-light: listeners who judge all texts; the others judge light_texts
-    light_texts: int = 0
-    text_drop_sd: float = 0.0
-    base_components: VarianceComponents = field(default=PLANNER_MODEL)
-
-    @property
-    def components(self) -> VarianceComponents:
-        c = self.base_components
-        return VarianceComponents(
-            c.listener_sd, c.text_sd, c.residual_sd, self.listener_drop_sd, self.text_drop_sd
-        )
-
-    def build(self, seed: int) -> PairedDesign:
-        if self.layout == "balanced":
-            return PairedDesign.balanced(self.n_listeners, self.n_texts)
-        if self.layout == "dropout":
-            rng = stats.derived_rng(seed, "layout", self.name)
-            return PairedDesign.with_dropout(self.n_listeners, self.n_texts, self.min_share, rng)
-        if self.layout == "heavy-light":
-            n_light = self.n_listeners - self.n_heavy
-            return PairedDesign.heavy_and_light(self.n_heavy, n_light, self.n_texts, self.light_texts)
-        raise ValueError(f"unknown layout {self.layout!r}")
-
-
-def _spec(name: str, group: str, n_l: int, n_t: int, drop_sd: float, **kw) -> DesignSpec:
-    return DesignSpec(name, group, n_l, n_t, drop_sd, **kw)
-
-
-DESIGNS: tuple[DesignSpec, ...] = (
-    _spec("16x60 none", "issue", 16, 60, 0.0),
-    _spec("12x40 0.3", "issue", 12, 40, 0.3),
-    _spec("6x20 0.5", "issue", 6, 20, 0.5),
-    _spec("4x30 0.3", "issue", 4, 30, 0.3),
-    _spec("4x30 0.5", "issue", 4, 30, 0.5),
-    _spec("2x40 0.3", "balanced", 2, 40, 0.3),
-    _spec("3x30 0.3", "balanced", 3, 30, 0.3),
-    _spec("5x30 0.3", "balanced", 5, 30, 0.3),
-    _spec("5x20 0.5", "balanced", 5, 20, 0.5),
-    _spec("8x20 none", "balanced", 8, 20, 0.0),
-    _spec("8x20 0.3", "balanced", 8, 20, 0.3),
-    _spec("10x30 0.5", "balanced", 10, 30, 0.5),
-    _spec("20x20 0.3", "balanced", 20, 20, 0.3),
-    _spec("40x10 0.3", "balanced", 40, 10, 0.3),
-    _spec("40x30 0.5", "balanced", 40, 30, 0.5),
-    _spec("dropout 6x30 0.3", "unbalanced", 6, 30, 0.3, layout="dropout", min_share=0.3),
-    _spec("dropout 12x40 0.3", "unbalanced", 12, 40, 0.3, layout="dropout", min_share=0.25),
-    _spec("dropout 24x20 0.5", "unbalanced", 24, 20, 0.5, layout="dropout", min_share=0.3),
-    _spec("dropout 40x15 0.3", "unbalanced", 40, 15, 0.3, layout="dropout", min_share=0.2),
-    _spec("2 heavy + 8 light 0.3", "unbalanced", 10, 40, 0.3, layout="heavy-light", n_heavy=2, light_texts=8),
-    _spec("3 heavy + 3 light 0.5", "unbalanced", 6, 30, 0.5, layout="heavy-light", n_heavy=3, light_texts=6),
-    _spec("MOS 3.5 6x20 0.5", "stress", 6, 20, 0.5, base_mos=3.5),
-    _spec("MOS 4.5 6x20 0.5", "stress", 6, 20, 0.5, base_mos=4.5),
-    _spec("MOS 4.5 12x40 0.3", "stress", 12, 40, 0.3, base_mos=4.5),
-    _spec("MOS 4.5 16x60 none", "stress", 16, 60, 0.0, base_mos=4.5),
-    _spec("text drop 0.2 12x40 0.3", "stress", 12, 40, 0.3, text_drop_sd=0.2),
-)
-GROUPS = ("issue", "balanced", "unbalanced", "stress")
 
 
 @dataclass(frozen=True)
@@ -132,7 +75,7 @@ class SimulationOptions:
         stats.derived_rng(self.seed)  # validates the seed
 
     def tests_for(self, method: str) -> int:
-        return self.bootstrap_replicates if method == stats.METHOD_BOOTSTRAP else self.replicates
+        return self.bootstrap_replicates if method == METHOD_BOOTSTRAP else self.replicates
 
 
 @dataclass(frozen=True)
@@ -222,7 +165,7 @@ def _analytic_chunk(
             y_b,
             est.contrast,
             keep=1 - MARGIN,
-            confidence=stats.CONFIDENCE,
+            confidence=CONFIDENCE,
             rule=rule,
             traces=est.contrast_traces,
         )
@@ -230,7 +173,7 @@ def _analytic_chunk(
     design = est.mos.design
     if min(design.n_listeners, design.n_texts) >= min_interval_clusters:
         for y, truth, attr in ((y_b, mos[0], "cover_b"), (y_v, mos[1], "cover_v")):
-            _, low, high = verdict_bounds.mean_intervals(y, est.mos, stats.CONFIDENCE, rule, est.mos_traces)
+            _, low, high = verdict_bounds.mean_intervals(y, est.mos, CONFIDENCE, rule, est.mos_traces)
             setattr(tally, attr, getattr(tally, attr) + int(((low <= truth) & (truth <= high)).sum()))
             if attr == "cover_b":
                 tally.half_width += float(((high - low) / 2).sum())
@@ -248,11 +191,9 @@ def _bootstrap_chunk(
             result = stats.noninferiority_test(
                 (y_v[i], l_ids, t_ids),
                 (y_b[i], l_ids, t_ids),
-                margin=MARGIN,
                 paired=True,
+                options=BOOTSTRAP_OPTIONS,
                 rng=rng,
-                n_boot=SIM_N_BOOT,
-                method=stats.METHOD_BOOTSTRAP,
             )
             tally.passed += result.verdict == stats.VERDICT_PASS
         if design.n_listeners < stats.MIN_LISTENERS or design.n_texts < stats.MIN_TEXTS:
@@ -272,7 +213,7 @@ def _simulate(
     rng = stats.derived_rng(seed, "tests", spec.name, f"{drop:.4f}")  # the same tests for every method
     mos = (spec.base_mos, spec.base_mos * (1 - drop))
     reason = stats.insufficient_reason(design.n_judgements, design.n_listeners, design.n_texts)
-    reason = reason if enforce_minimum or method == stats.METHOD_BOOTSTRAP else ""  # stats enforces it
+    reason = reason if enforce_minimum or method == METHOD_BOOTSTRAP else ""  # stats enforces it
     tally, start = _Tally(), 0
     rule = stats.ANALYTIC_RULES.get(method)
     estimators = DesignEstimators.build(design, rule) if rule is not None else None
@@ -280,7 +221,7 @@ def _simulate(
         y_v, y_b = simulate_tests(
             spec.components, design, base_mos=spec.base_mos, true_drop=drop, n_tests=size, rng=rng
         )
-        if method == stats.METHOD_BOOTSTRAP:
+        if method == METHOD_BOOTSTRAP:
             _bootstrap_chunk(y_v, y_b, design, mos, tally, not reason, seed, start)
         else:
             # Without the minimum, MOS intervals down to 2 listeners (what eval.statistics.stats does not show).
@@ -294,7 +235,7 @@ def run_design(spec: DesignSpec, method: str, options: SimulationOptions) -> Met
     """Level and coverage with options.tests_for(method) tests, power with POWER_SHARE of them."""
     design, seed, replicates = spec.build(options.seed), options.seed, options.tests_for(method)
     reason = stats.insufficient_reason(design.n_judgements, design.n_listeners, design.n_texts)
-    reason = reason if options.enforce_minimum or method == stats.METHOD_BOOTSTRAP else ""
+    reason = reason if options.enforce_minimum or method == METHOD_BOOTSTRAP else ""
     at_margin = _simulate(spec, design, method, MARGIN, replicates, seed, options.enforce_minimum)
     n_power = max(1, int(replicates * POWER_SHARE))
     power = {
@@ -320,43 +261,6 @@ def run_design(spec: DesignSpec, method: str, options: SimulationOptions) -> Met
     )
 
 
-def select_designs(names: list[str]) -> list[DesignSpec]:
-    """Design specs by name, by group ("issue", "balanced", ...), or "all"."""
-    if "all" in names:
-        return list(DESIGNS)
-    chosen = [d for d in DESIGNS if d.name in names or d.group in names]
-    unknown = set(names) - {d.name for d in DESIGNS} - set(GROUPS)
-    if unknown:
-        raise ValueError(
-            f"unknown design(s) {sorted(unknown)}; groups: {GROUPS}, names: {[d.name for d in DESIGNS]}"
-        )
-    return chosen
-
-
-# ---------------------------------------------------------------- the planner's advice, checked
-
-
-@dataclass(frozen=True)
-class PlannerScenario:
-    name: str
-    components: VarianceComponents
-    base_mos: float
-    true_drop: float
-    target_power: float
-
-
-PLANNER_SCENARIOS: tuple[PlannerScenario, ...] = (
-    PlannerScenario(
-        "CLI defaults (drop sd 0.3), 2% drop, 80%", VarianceComponents(0.5, 0.3, 0.7, 0.3), 4.0, 0.02, 0.8
-    ),
-    PlannerScenario("drop sd 0.5, no drop, 80%", VarianceComponents(0.5, 0.3, 0.7, 0.5), 4.0, 0.0, 0.8),
-    PlannerScenario("no drop spread, 2% drop, 90%", VarianceComponents(0.4, 0.3, 0.5, 0.0), 3.5, 0.02, 0.9),
-    PlannerScenario(
-        "drop sd 0.3, MOS 4.5, 1% drop, 80%", VarianceComponents(0.4, 0.3, 0.6, 0.3), 4.5, 0.01, 0.8
-    ),
-)
-
-
 @dataclass(frozen=True)
 class PlannerCheck:
     """A plan of eval.statistics.planner and what an independent simulation of its advice measured."""
@@ -379,9 +283,8 @@ def planner_check(options: SimulationOptions, scenarios=PLANNER_SCENARIOS) -> li
             sc.components,
             base_mos=sc.base_mos,
             true_drop=sc.true_drop,
-            margin=MARGIN,
+            options=replace(planner.PLANNER_OPTIONS, margin=MARGIN, seed=seed),
             target_power=sc.target_power,
-            seed=seed,
         )
         rec = plan.recommended
         if rec is None:
@@ -401,9 +304,9 @@ def planner_check(options: SimulationOptions, scenarios=PLANNER_SCENARIOS) -> li
         design = spec.build(seed)
         check_seed = seed + 1  # other tests than the planner's own
         power = _simulate(
-            spec, design, stats.DEFAULT_METHOD, sc.true_drop, replicates, check_seed, True
+            spec, design, DEFAULT_METHOD, sc.true_drop, replicates, check_seed, True
         ).passed
-        level = _simulate(spec, design, stats.DEFAULT_METHOD, MARGIN, replicates, check_seed, True).passed
+        level = _simulate(spec, design, DEFAULT_METHOD, MARGIN, replicates, check_seed, True).passed
         out.append(
             PlannerCheck(
                 sc.name,
@@ -487,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--designs", nargs="+", default=["all"], help=f"design names or groups {GROUPS} or all"
     )
-    parser.add_argument("--methods", nargs="+", choices=stats.CI_METHODS, default=list(stats.CI_METHODS))
+    parser.add_argument("--methods", nargs="+", choices=CI_METHODS, default=list(CI_METHODS))
     parser.add_argument("--planner-check", action="store_true", help="also check eval.statistics.planner's advice")
     parser.add_argument(
         "--ignore-minimum",
@@ -538,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "date": date.today().isoformat(),
             "margin": MARGIN,
-            "confidence": stats.CONFIDENCE,
+            "confidence": CONFIDENCE,
             "sim_n_boot": SIM_N_BOOT,
             "results": [asdict(r) for r in results],
             "planner_check": [asdict(c) for c in checks],

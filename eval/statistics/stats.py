@@ -48,11 +48,18 @@ import pandas as pd
 from scipy import stats as sps
 
 from eval.statistics import cluster_t, verdict_bounds
+from eval.statistics.options import (
+    CONFIDENCE,
+    DEFAULT_METHOD,
+    DEFAULT_N_BOOT,
+    METHOD_CGM,
+    METHOD_CLUSTER_T,
+    StatsOptions,
+    check_confidence,
+    check_n_boot,
+    check_seed,
+)
 
-CONFIDENCE = 0.95  # two-sided level of MOS intervals; one-sided level of the non-inferiority bound
-DEFAULT_MARGIN = 0.05  # the project's criterion: MOS at most 5% below the baseline
-DEFAULT_N_BOOT = 2000  # bootstrap replicates
-MIN_N_BOOT = 100
 QUANTILE_METHOD = "inverted_cdf"  # order statistic: the ratio and difference bounds agree exactly
 
 # Below these a MOS gets no clustered interval. With 2 listeners (or texts) a t interval has one
@@ -68,11 +75,6 @@ VERDICT_INSUFFICIENT = "insufficient"
 PAIRED = "paired"
 UNPAIRED = "unpaired"
 
-METHOD_CLUSTER_T = "cluster-t"  # small-sample two-way cluster t, one-sided skewness correction (default)
-METHOD_CGM = "cgm"  # plain two-way cluster-robust (CGM) variance, symmetric Student t bounds
-METHOD_BOOTSTRAP = "bootstrap"  # two-way cluster (pigeonhole) bootstrap, percentile bounds
-CI_METHODS = (METHOD_CLUSTER_T, METHOD_CGM, METHOD_BOOTSTRAP)
-DEFAULT_METHOD = METHOD_CLUSTER_T
 # How each analytic method computes its bounds (eval/statistics/verdict_bounds.py).
 ANALYTIC_RULES: dict[str, verdict_bounds.BoundRule] = {
     METHOD_CLUSTER_T: verdict_bounds.RULE_CLUSTER_T,
@@ -86,30 +88,13 @@ def derived_rng(seed: int, *tags: str) -> np.random.Generator:
     Seeding per analysis (e.g. ``("ci", "bfloat16-n5")``) keeps one configuration's interval
     unchanged when another configuration is added to the log.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     return np.random.default_rng([int(seed), *(zlib.crc32(t.encode("utf-8")) for t in tags)])
 
 
-def check_method(method: str) -> None:
-    if method not in CI_METHODS:
-        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
-
-
-def _check_rng(method: str, rng: np.random.Generator | None) -> None:
-    if method == METHOD_BOOTSTRAP and not isinstance(rng, np.random.Generator):
+def _check_rng(options: StatsOptions, rng: np.random.Generator | None) -> None:
+    if options.uses_bootstrap and not isinstance(rng, np.random.Generator):
         raise ValueError(f"the bootstrap needs rng, a numpy.random.Generator, got {rng!r}")
-
-
-def check_confidence(confidence: float) -> None:
-    if not 0.5 <= confidence < 1.0:
-        raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
-
-
-def check_bootstrap_args(confidence: float, n_boot: int) -> None:
-    check_confidence(confidence)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_N_BOOT:
-        raise ValueError(f"n_boot must be an integer >= {MIN_N_BOOT}, got {n_boot!r}")
 
 
 @dataclass(frozen=True)
@@ -213,7 +198,8 @@ def cluster_bootstrap_mean(
     rating survives (possible in sparse designs) are discarded. The bounds are NaN with fewer than
     MIN_LISTENERS listeners or MIN_TEXTS texts (resampling two clusters shows almost no spread).
     """
-    check_bootstrap_args(confidence, n_boot)
+    check_confidence(confidence)
+    check_n_boot(n_boot)
     y = np.asarray(scores, dtype=float)
     design = cluster_t.ClusterDesign.from_codes(np.asarray(listener_ids), np.asarray(text_ids))
     listener, n_l, text, n_t = design.listener, design.n_listeners, design.text, design.n_texts
@@ -259,20 +245,16 @@ def cluster_mean(
     scores: np.ndarray,
     listener_ids: np.ndarray,
     text_ids: np.ndarray,
-    *,
-    method: str = DEFAULT_METHOD,
+    options: StatsOptions,
     rng: np.random.Generator | None = None,
-    confidence: float = CONFIDENCE,
-    n_boot: int = DEFAULT_N_BOOT,
 ) -> Interval:
-    """The MOS interval of :func:`cluster_bootstrap_mean` (``method="bootstrap"``, needs ``rng``)
-    or of :func:`cgm_mean` (``"cluster-t"``, ``"cgm"``; ``rng`` and ``n_boot`` unused)."""
-    check_method(method)
-    _check_rng(method, rng)
-    if method in ANALYTIC_RULES:
-        return cgm_mean(scores, listener_ids, text_ids, confidence=confidence, method=method)
+    """The MOS interval of ``options.method``: :func:`cluster_bootstrap_mean` (``"bootstrap"``, needs
+    ``rng``) or :func:`cgm_mean` (``"cluster-t"``, ``"cgm"``; ``rng`` unused)."""
+    _check_rng(options, rng)
+    if options.method in ANALYTIC_RULES:
+        return cgm_mean(scores, listener_ids, text_ids, confidence=options.confidence, method=options.method)
     return cluster_bootstrap_mean(
-        scores, listener_ids, text_ids, rng=rng, confidence=confidence, n_boot=n_boot
+        scores, listener_ids, text_ids, rng=rng, confidence=options.confidence, n_boot=options.n_boot
     )
 
 
@@ -300,28 +282,26 @@ def noninferiority_test(
     v: tuple[np.ndarray, np.ndarray, np.ndarray],
     base: tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
-    margin: float,
     paired: bool,
+    options: StatsOptions,
     rng: np.random.Generator | None = None,
-    confidence: float = CONFIDENCE,
-    n_boot: int = DEFAULT_N_BOOT,
-    method: str = DEFAULT_METHOD,
 ) -> NonInferiority:
-    """One-sided non-inferiority test of configuration v against the baseline, relative margin m.
+    """One-sided non-inferiority test of configuration v against the baseline, relative margin
+    m = ``options.margin``, at ``options.confidence`` by ``options.method``.
 
     v, base: ``(scores, listener_ids, text_ids)``, each (N,) arrays. When ``paired`` they are
     aligned: entry i of both comes from the same judgement (same listener and text).
     H0: MOS_v <= (1 - m) * MOS_base. With k = 1 - m, ``d = mean_v - k * mean_base`` (for paired
     data the mean of the per-judgement D = score_v - k * score_base).
 
-    ``method="bootstrap"`` (needs ``rng``): per replicate (listeners and texts resampled as in
+    ``"bootstrap"`` (needs ``rng``): per replicate (listeners and texts resampled as in
     :func:`cluster_bootstrap_mean`, the SAME draw for both configurations, which keeps their
     correlation) we compute ``ratio = mean_v / mean_base`` and d. ``ratio_lower`` is the
     ``1 - confidence`` quantile of the ratio replicates: a percentile lower confidence bound of the
     ratio. Since mean_base > 0, ``d > 0`` exactly when ``ratio > k`` in every replicate, so with an
     order-statistic quantile ``d_lower > 0`` gives the same verdict.
 
-    ``method="cluster-t"`` / ``"cgm"`` (no ``rng``): ``d_lower = d - T_crit * sqrt(V_d)``, V_d the
+    ``"cluster-t"`` / ``"cgm"`` (no ``rng``): ``d_lower = d - T_crit * sqrt(V_d)``, V_d the
     two-way cluster-robust variance of d (both configurations' ratings enter one cluster sum,
     which keeps their correlation), T_crit the t quantile of the clamped Satterthwaite df, raised
     by Hall's skewness correction for "cluster-t" when the estimated skewness is negative
@@ -335,11 +315,8 @@ def noninferiority_test(
     why) with fewer than :func:`min_clusters_for_verdict` listeners or texts or MIN_JUDGEMENTS
     judgements (per configuration when unpaired), whatever the method.
     """
-    check_bootstrap_args(confidence, n_boot)
-    check_method(method)
-    _check_rng(method, rng)
-    if not 0.0 < margin < 1.0:
-        raise ValueError(f"margin must be in (0, 1), got {margin}")
+    _check_rng(options, rng)
+    confidence, method = options.confidence, options.method
     y_v, y_b = np.asarray(v[0], dtype=float), np.asarray(base[0], dtype=float)
     if paired and y_v.shape != y_b.shape:
         raise ValueError(f"paired scores need equal lengths, got {y_v.shape} and {y_b.shape}")
@@ -350,7 +327,7 @@ def noninferiority_test(
         np.concatenate([np.asarray(v[2]), np.asarray(base[2])]),
     )
     n_l, n_t = design.n_listeners, design.n_texts
-    keep = 1.0 - margin
+    keep = options.keep
     ratio = float(y_v.mean() / y_b.mean()) if n_v and len(y_b) else float("nan")
     d_mean = float(y_v.mean() - keep * y_b.mean()) if n_v and len(y_b) else float("nan")
     comparison = PAIRED if paired else UNPAIRED
@@ -382,8 +359,24 @@ def noninferiority_test(
             comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method
         )
 
+    ratio_lower, d_lower = _bootstrap_lower_bounds(y_v, y_b, design, keep, options, rng)
+    verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
+    return NonInferiority(comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method)
+
+
+def _bootstrap_lower_bounds(
+    y_v: np.ndarray,
+    y_b: np.ndarray,
+    design: cluster_t.ClusterDesign,
+    keep: float,
+    options: StatsOptions,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """(ratio_lower, d_lower) of :func:`noninferiority_test`'s bootstrap: one listener/text draw per
+    replicate for both sides. ``design`` indexes v's N_v ratings first, then the baseline's."""
+    n_v = len(y_v)
     listener, text = design.listener, design.text
-    w_l, w_t = bootstrap_weights(n_l, n_t, n_boot, rng)
+    w_l, w_t = bootstrap_weights(design.n_listeners, design.n_texts, options.n_boot, rng)
     lv, tv = listener[:n_v], text[:n_v]
     lb, tb = listener[n_v:], text[n_v:]
     sum_v = _replicate_totals(y_v, lv, tv, w_l, w_t)
@@ -392,11 +385,8 @@ def noninferiority_test(
     cnt_b = _replicate_totals(np.ones_like(y_b), lb, tb, w_l, w_t)
     valid = (cnt_v > 0) & (cnt_b > 0)
     mean_v, mean_b = sum_v[valid] / cnt_v[valid], sum_b[valid] / cnt_b[valid]
-    alpha = 1.0 - confidence
-    ratio_lower = float(_quantile(mean_v / mean_b, alpha))
-    d_lower = float(_quantile(mean_v - keep * mean_b, alpha))
-    verdict = VERDICT_PASS if ratio_lower > keep else VERDICT_FAIL
-    return NonInferiority(comparison, n_v, n_l, n_t, ratio, ratio_lower, d_mean, d_lower, verdict, "", method)
+    alpha = 1.0 - options.confidence
+    return float(_quantile(mean_v / mean_b, alpha)), float(_quantile(mean_v - keep * mean_b, alpha))
 
 
 def paired_scores(ratings: pd.DataFrame, config: str, baseline: str) -> pd.DataFrame:
@@ -424,12 +414,8 @@ def compare_to_baseline(
     ratings: pd.DataFrame,
     config: str,
     baseline: str,
-    *,
-    margin: float,
+    options: StatsOptions,
     rng: np.random.Generator | None = None,
-    confidence: float = CONFIDENCE,
-    n_boot: int = DEFAULT_N_BOOT,
-    method: str = DEFAULT_METHOD,
 ) -> NonInferiority:
     """Non-inferiority of ``config`` against ``baseline`` from a validated ratings table.
 
@@ -442,12 +428,9 @@ def compare_to_baseline(
     paired_test = noninferiority_test(
         (pairs["score_v"], pairs["listener_id"], pairs["text_id"]),
         (pairs["score_base"], pairs["listener_id"], pairs["text_id"]),
-        margin=margin,
         paired=True,
+        options=options,
         rng=rng,
-        confidence=confidence,
-        n_boot=n_boot,
-        method=method,
     )
     if paired_test.verdict != VERDICT_INSUFFICIENT:
         return paired_test
@@ -457,12 +440,9 @@ def compare_to_baseline(
     unpaired_test = noninferiority_test(
         (v["score"], v["listener_id"], v["text_id"]),
         (b["score"], b["listener_id"], b["text_id"]),
-        margin=margin,
         paired=False,
+        options=options,
         rng=rng,
-        confidence=confidence,
-        n_boot=n_boot,
-        method=method,
     )
     if unpaired_test.verdict == VERDICT_INSUFFICIENT and len(pairs):
         return paired_test

@@ -1,6 +1,6 @@
 """What a report is: its summary types, their JSON form, and what each method's statistics are.
 
-Apart from the computation (eval/statistics/report.py) and the presentations (text and CLI there, eval/statistics/sheets.py,
+Apart from the computation (eval/statistics/analysis.py) and the presentations (text and CLI in eval/statistics/report.py, eval/statistics/sheets.py,
 eval/statistics/plots.py), so that each presentation imports the types without importing the others.
 """
 
@@ -13,6 +13,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from eval.statistics import controls, screening, stats
+from eval.statistics.options import (
+    METHOD_BOOTSTRAP,
+    METHOD_CGM,
+    METHOD_CLUSTER_T,
+    StatsOptions,
+    check_method,
+)
 
 REPORT_VERSION = 1
 VERDICT_BASELINE = "baseline"
@@ -34,9 +41,9 @@ _NI_BOUND = (
     "on paired judgements (unpaired when too few pairs); ratio bound = (1 - margin) + D bound / MOS_base; "
     "pass iff bound > 1 - margin (iff D bound > 0)"
 )
-# What each statistic is under each method (stats.CI_METHODS); the JSON's "methods".
+# What each statistic is under each method (CI_METHODS); the JSON's "methods".
 METHOD_DESCRIPTIONS: dict[str, dict[str, str]] = {
-    stats.METHOD_CLUSTER_T: {
+    METHOD_CLUSTER_T: {
         "mos_ci": "two-way cluster-robust variance (Cameron, Gelbach & Miller 2011) in small-sample form: "
         "jackknife (CV3) listener and text sums, V_listener x text without the listener and text spread, "
         "Student t with the Satterthwaite df of a crossed random-effects working model",
@@ -45,7 +52,7 @@ METHOD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         + _NI_BOUND,
         **_SHARED_METHODS,
     },
-    stats.METHOD_CGM: {
+    METHOD_CGM: {
         "mos_ci": "two-way cluster-robust variance of the mean (Cameron, Gelbach & Miller 2011: "
         "V_listener + V_text - V_listener x text; max(V_listener, V_text) when not positive), Student t "
         "interval with a Satterthwaite df clamped to [harmonic, min(listeners, texts) - 1]",
@@ -53,7 +60,7 @@ METHOD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "the same variance, " + _NI_BOUND,
         **_SHARED_METHODS,
     },
-    stats.METHOD_BOOTSTRAP: {
+    METHOD_BOOTSTRAP: {
         "mos_ci": "two-way cluster bootstrap (listeners and texts resampled independently, "
         "pigeonhole/product weights), percentile interval",
         "noninferiority": "one-sided lower bound of MOS_v / MOS_base from the same two-way cluster "
@@ -65,19 +72,19 @@ METHOD_DESCRIPTIONS: dict[str, dict[str, str]] = {
 
 # Measured properties (docs/verdict-validation.md; python -m eval.statistics.simulate_verdict, seed 0).
 METHOD_PROPERTIES: dict[str, str] = {
-    stats.METHOD_CLUSTER_T: "(default) one-sided level 3.6-5.1%% at a true drop equal to the margin (upper "
+    METHOD_CLUSTER_T: "(default) one-sided level 3.6-5.1%% at a true drop equal to the margin (upper "
     "Clopper-Pearson bound at most 5.5%%) and MOS interval coverage 94.6-97.1%% over 17 simulated designs "
     "of 5-40 listeners, balanced and unbalanced; 6.1%% at MOS 4.5 with 6 listeners",
-    stats.METHOD_CGM: "level 5.0-9.6%% (liberal near the top of the scale and when listeners rate very "
+    METHOD_CGM: "level 5.0-9.6%% (liberal near the top of the scale and when listeners rate very "
     "different numbers of texts), coverage 88.4-96.0%%",
-    stats.METHOD_BOOTSTRAP: "level 0.4-8.2%% (very conservative in large tests, liberal with few or unequal "
+    METHOD_BOOTSTRAP: "level 0.4-8.2%% (very conservative in large tests, liberal with few or unequal "
     "listeners), coverage 83-97%% (83-87%% with 3-4 listeners)",
 }
 
 
 def method_descriptions(method: str) -> dict[str, str]:
-    """The descriptions of every statistic of the report under ``method`` (stats.CI_METHODS)."""
-    stats.check_method(method)
+    """The descriptions of every statistic of the report under ``method`` (CI_METHODS)."""
+    check_method(method)
     return dict(METHOD_DESCRIPTIONS[method])
 
 
@@ -110,11 +117,8 @@ class ReportSummary:
     """Everything the report shows; ``to_json_dict()`` is what ``--json`` writes."""
 
     baseline: str
-    margin: float
+    options: StatsOptions  # margin, confidence, method, bootstrap replicates and seed of the analysis
     anchor: str | None
-    confidence: float
-    seed: int
-    n_boot: int
     modes: tuple[str, ...] | None  # judgement modes kept (None: all)
     n_judgements: int
     n_listeners: int
@@ -123,7 +127,6 @@ class ReportSummary:
     preferences: tuple[screening.PreferenceShare, ...]
     listeners: tuple[screening.ListenerScreen, ...]
     warnings: tuple[str, ...]
-    method: str = stats.DEFAULT_METHOD  # how the clustered intervals and bounds were computed
     excluded_listeners: tuple[str, ...] = ()  # left out by eval.statistics.controls.EXCLUSION_RULE (--exclude-flagged)
     n_repeated_trial_ids: int = 0  # judgements of an already rated trial_id, not counted
     n_repeated_rows: int = 0  # rows without trial_id repeating an earlier row, not counted
@@ -151,12 +154,12 @@ class ReportSummary:
         out = {
             "report_version": REPORT_VERSION,
             "baseline": self.baseline,
-            "margin": self.margin,
+            "margin": self.options.margin,
             "anchor": self.anchor,
-            "confidence": self.confidence,
-            "seed": self.seed,
-            "method": self.method,
-            "n_boot": self.n_boot if self.method == stats.METHOD_BOOTSTRAP else None,
+            "confidence": self.options.confidence,
+            "seed": self.options.seed,
+            "method": self.options.method,
+            "n_boot": self.options.n_boot if self.options.uses_bootstrap else None,
             "modes": list(self.modes) if self.modes else None,
             "n_judgements": self.n_judgements,
             "n_listeners": self.n_listeners,
@@ -168,12 +171,12 @@ class ReportSummary:
             "thresholds": {
                 "min_listeners": stats.MIN_LISTENERS,
                 "min_texts": stats.MIN_TEXTS,
-                "min_listeners_for_verdict": stats.min_clusters_for_verdict(self.confidence),
-                "min_texts_for_verdict": stats.min_clusters_for_verdict(self.confidence),
+                "min_listeners_for_verdict": stats.min_clusters_for_verdict(self.options.confidence),
+                "min_texts_for_verdict": stats.min_clusters_for_verdict(self.options.confidence),
                 "min_judgements": stats.MIN_JUDGEMENTS,
                 "min_listener_judgements": screening.MIN_LISTENER_JUDGEMENTS,
             },
-            "methods": method_descriptions(self.method),
+            "methods": method_descriptions(self.options.method),
             "configs": [asdict(c) for c in self.configs],
             "preferences": preferences,
             "listeners": [asdict(s) | {"flags": list(s.flags)} for s in self.listeners],

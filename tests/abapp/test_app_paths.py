@@ -24,7 +24,7 @@ from abapp.ui import make_context
 from app import warmup_configs
 from eval.serving.ratings import RatingsStore
 from eval.serving.trials import assign_trials, plan_from_dict
-from eval.statistics import report
+from eval.statistics import analysis, report
 from tts_core import load_pipeline
 from tts_core.flow.backends import TorchEstimator
 from tts_core.model.factory import demo_model_dir, write_random_model
@@ -177,7 +177,7 @@ def test_blind_trial_and_report_use_the_plan_labels(app):
     assert {r["a_config"] for r in blind_rows} | {r["b_config"] for r in blind_rows} == {
         c.label for c in plan.configs
     }
-    summary = report.summarize(ctx.store.rows(), baseline=plan.baseline, modes=["blind"])
+    summary = analysis.summarize(ctx.store.rows(), baseline=plan.baseline, modes=["blind"])
     assert [c.config for c in summary.configs] == ["float16-n10", "bfloat16-n5"]
     assert report.main([str(ctx.store.path), "--baseline", plan.baseline, "--mode", "blind"]) == 0
 

@@ -182,7 +182,7 @@ def test_warmup_covers_the_offered_step_counts_in_every_dtype() -> None:
 def test_results_table_shows_why_a_verdict_is_insufficient() -> None:
     from abapp.results_tab import summary_frame
     from eval.serving.ratings_schema import COLUMNS
-    from eval.statistics import report
+    from eval.statistics import analysis
 
     rows = []
     for i in range(4):
@@ -197,7 +197,7 @@ def test_results_table_shows_why_a_verdict_is_insufficient() -> None:
             }
             row |= {"score_a": str(3 + (i + j) % 3), "score_b": "4"}
             rows.append(row)
-    frame = summary_frame(report.summarize(rows, baseline="float16-n10"))
+    frame = summary_frame(analysis.summarize(rows, baseline="float16-n10"))
     fast = frame.set_index("config").loc["bfloat16-n5"]
     assert fast["verdict"].endswith("insufficient: 4 listeners: at least 5 needed for a clustered bound")
     assert fast["test"] == "paired"

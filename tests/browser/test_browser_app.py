@@ -227,10 +227,31 @@ def wait_for_work(page, selector: str, text: str) -> None:
     assert text in page.inner_text(selector), f"the app reported an error instead: {toasts}"
 
 
+# The player has its clip: wavesurfer's media element (in its shadow root) has enough data and the
+# waveform is drawn. A Play pressed before that is lost on a busy machine (seen after a reload).
+PLAYER_READY_JS = """(id) => {
+  const root = document.querySelector(`#${id} #waveform > div`)?.shadowRoot;
+  const media = root?.querySelector('audio, video');
+  return !!media && media.readyState >= 3 && root.querySelectorAll('canvas').length > 0;
+}"""
+
+
 def play(page, audio_id: str) -> None:
-    """Play a clip to its end: the app says so in its listening line once the server counted it."""
+    """Play a clip to its end: the app says so in its listening line once the server counted it.
+
+    Each wait is for a signal of the page or the app (the clip loaded, the player playing or done,
+    the server's listening line), so a slow machine only makes it slower.
+    """
+    page.wait_for_function(PLAYER_READY_JS, arg=audio_id, timeout=NO_DEADLINE)
     press(page, audio_id, "Play")
-    wait_for_work(page, *LISTENING_LINES[audio_id])
+    line, heard = LISTENING_LINES[audio_id]
+    page.wait_for_function(
+        "([id, s, t]) => (document.querySelector(s)?.innerText || '').includes(t)"
+        " || !!document.querySelector(`#${id} .play-pause-wrapper button[aria-label='Pause']`)",
+        arg=[audio_id, line, heard],
+        timeout=NO_DEADLINE,
+    )
+    wait_for_work(page, line, heard)
 
 
 def visible_error_badges(page) -> int:

@@ -9,7 +9,7 @@ import pytest
 from eval.serving.ratings import RatingsFileError, RatingsStore
 from eval.serving.ratings_schema import V1_COLUMNS
 from eval.serving.trials import plan_from_dict
-from eval.statistics import report
+from eval.statistics import analysis, report
 from eval.statistics.ratings_io import counted_label, read_ratings
 from tts_core.config_id import ConfigId
 from tts_core.options import SynthesisOptions
@@ -137,7 +137,7 @@ def test_old_log_reads_under_the_plan_labels(v1_log):
             "trials_per_listener": 1,
         }
     )
-    summary = report.summarize(v1_log, baseline=plan.baseline)
+    summary = analysis.summarize(v1_log, baseline=plan.baseline)
     assert [c.config for c in summary.configs] == ["float16-n10", "bfloat16-n5"]
     assert summary.config("float16-n10").n_ratings == 24  # CPU and GPU rows are one configuration
     assert any("'float16-n10-torch-cudagraph' counted as 'float16-n10'" in w for w in summary.warnings)
@@ -154,7 +154,7 @@ def test_report_cli_takes_the_plan_baseline_on_an_old_log(v1_log, capsys):
 def test_fallback_rows_count_as_what_was_heard(v1_log, tmp_path):
     table = read_ratings(v1_log)
     table.loc[:5, "b_dtype"] = "float32"  # six clips asked bfloat16 but ran float32
-    summary = report.summarize(
+    summary = analysis.summarize(
         table.drop(columns=[c for c in table if c.endswith(("_logged", "_note"))]), baseline="float16-n10"
     )
     assert summary.config("float32-n5").n_ratings == 6

@@ -151,9 +151,13 @@ class SpeechLM(nn.Module):
         options: SynthesisOptions,
         generator: torch.Generator | None,
         stop_check_every: int = 1,
+        check_at: int = 0,
     ) -> Iterator[Tensor]:
         """:meth:`generate` as it goes: yields the tokens confirmed at each stop check, (k,) int64
-        on the model's device (stop tokens removed; concatenated they are ``generate``'s result)."""
+        on the model's device (stop tokens removed; concatenated they are ``generate``'s result).
+
+        Checks run every ``stop_check_every`` tokens and also right after token ``check_at``
+        (0: no extra check): the streaming path asks for its first hop there."""
         device = self.llm_decoder.weight.device
         plan = decode_plan(text_ids, options)
         min_len, max_len, params = plan.min_len, plan.max_len, plan.sampling
@@ -177,7 +181,7 @@ class SpeechLM(nn.Module):
             token = ras_sample(scores, history, params, uniforms[step])
             tokens[step : step + 1] = token
             history = torch.cat([history[1:], token])
-            if (step + 1) % stop_check_every == 0 or step + 1 == max_len:
+            if is_stop_check(step + 1, stop_check_every, check_at, max_len):
                 end, stopped = first_stop(tokens, confirmed, step + 1, self.cfg.speech_token_size)
                 if end > confirmed:
                     yield tokens[confirmed:end].clone()
@@ -187,6 +191,12 @@ class SpeechLM(nn.Module):
             if step + 1 < max_len:
                 hidden = self.forward_hidden(self.speech_embedding(token).unsqueeze(0), cache, position)
                 position += 1
+
+
+def is_stop_check(made: int, every: int, check_at: int, max_len: int) -> bool:
+    """Check for a stop token once ``made`` tokens exist? Every ``every`` tokens, at ``check_at``
+    (0: never) and at the last token ``max_len``."""
+    return made % every == 0 or made in (check_at, max_len)
 
 
 def first_stop(tokens: Tensor, start: int, end: int, n_speech: int) -> tuple[int, bool]:

@@ -14,6 +14,15 @@ tensor shapes and every piece of per-token state on the device:
 On CUDA the step is captured once per (dtype, capacity, window) as a CUDA graph and replayed;
 on the CPU the same step runs eagerly (used by the tests to check it against the eager decoder).
 Only the speech head (``llm_decoder``) is computed, never the 151,936-wide text head.
+
+The prefill (about 100 positions for a 3 s prompt) is the eager backbone: ~1000 small launches,
+20-35 ms of host time on an H200 machine, and far more when another thread competes for the host
+(measured 65-150 ms inside ``Pipeline.stream``; benchmarks/scripts/stream_timeline.py), all of
+it before the first streamed chunk. So ``prepare(..., prefill_graph=True)`` (what ``Pipeline.stream``
+asks for) also captures the prefill of the request's exact length as a graph (same shapes, same
+kernels: the same numbers as the eager prefill, tests/test_llm_static.py); ``generate_pieces``
+replays it whenever it exists and runs the eager prefill otherwise. Only streaming asks for it:
+each new prefill length is one-time work, and the offline paths' warm-up could not cover them.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -43,11 +52,23 @@ if TYPE_CHECKING:
 # graphs. Attention reads the whole capacity each step (masked), which costs little at these sizes.
 CAPACITY_LADDER = (1024, 4096, 16384)
 MAX_STATES = 6  # captured graphs kept (LRU); each holds a KV cache and a memory pool
+# Prefill graphs kept per decode state (LRU, one per prefill length); they share one memory pool,
+# so each costs its (1, n, hidden) input buffer and the graph itself.
+MAX_PREFILL_GRAPHS = 64
 WARMUP_STEPS = 2  # eager steps on a side stream before capture (lazy CUDA init, cuBLAS handles)
 # Decode steps per captured graph. Measured on an H100 (bf16, 250 tokens): 1.50 / 1.52 / 1.54 ms
 # per token for 1 / 4 / 8 steps per graph: replay overhead is not what limits decoding.
 STEPS_PER_GRAPH = 1
 STEP_KINDS = ("torch", "compiled", "triton")
+
+
+@dataclass
+class _PrefillGraph:
+    """A captured prefill of one length: write ``embeds``, replay; it fills the state's KV cache
+    positions [0, n) and its ``hidden``."""
+
+    graph: torch.cuda.CUDAGraph
+    embeds: Tensor  # (1, n, H) static input, in the weights' dtype
 
 
 @dataclass
@@ -69,6 +90,8 @@ class _DecodeState:
     inv_freq: Tensor  # (head_dim/2,) float32 rotary frequencies
     scores: Tensor  # (V,) float32 speech logits (written by the Triton step's head)
     graph: torch.cuda.CUDAGraph | None = None
+    # prefill length -> its captured prefill into this state's cache and hidden (CUDA only)
+    prefills: LruCache[int, _PrefillGraph] = field(default_factory=lambda: LruCache(MAX_PREFILL_GRAPHS))
 
     @property
     def capacity(self) -> int:
@@ -261,6 +284,7 @@ class StaticDecoder:
             else _decode_step
         )
         self._states: LruCache[tuple[int, int, int], _DecodeState] = LruCache(MAX_STATES)
+        self._prefill_pool: tuple[int, int] | None = None  # shared by every prefill graph (made at first use)
 
     def _step(self, st: _DecodeState, params: SamplingParams) -> None:
         """One decode step: sample the token at st.step, feed it, advance pos and step."""
@@ -278,23 +302,36 @@ class StaticDecoder:
         prompt_text_ids: Tensor,
         prompt_speech_tokens: Tensor,
         options: SynthesisOptions,
+        prefill_graph: bool = False,
     ) -> OneTimeWork | None:
         """Build (compile, capture) now the decode state that :meth:`generate` with these inputs
-        needs, so that its one-time cost is timed apart from decoding; None when it exists."""
+        needs, so that its one-time cost is timed apart from decoding; None when it exists.
+
+        ``prefill_graph``: also capture the prefill of exactly these inputs' length (CUDA only).
+        """
         plan = decode_plan(text_ids, options)
         # prefill = sos + prompt text + text + task id + prompt speech (see prefill_embeddings)
         n_prefill = 2 + prompt_text_ids.numel() + text_ids.numel() + prompt_speech_tokens.numel()
         capacity = _capacity(n_prefill, plan.max_len)
-        if self._states.get((capacity, plan.sampling.win_size, plan.sampling.top_k)) is not None:
+        st = self._states.get((capacity, plan.sampling.win_size, plan.sampling.top_k))
+        need_prefill = (
+            prefill_graph and self.use_graphs and (st is None or st.prefills.get(n_prefill) is None)
+        )
+        if st is not None and not need_prefill:
             return None
         device = self.lm.llm_decoder.weight.device
         synchronize(device)
         start = time.perf_counter()
-        self._state(capacity, plan.sampling)
+        parts = []
+        if st is None:
+            st = self._state(capacity, plan.sampling)
+            parts.append(f"decode {'graph capture' if self.use_graphs else 'state'}: {capacity} positions")
+        if need_prefill:
+            self._prefill_graph(st, n_prefill)
+            parts.append(f"prefill graph capture: {n_prefill} positions")
         synchronize(device)
         dtype = str(self.lm.llm_decoder.weight.dtype).removeprefix("torch.")
-        what = "graph capture" if self.use_graphs else "state"
-        return OneTimeWork(f"LLM decode {what}: {capacity} positions ({dtype})", time.perf_counter() - start)
+        return OneTimeWork(f"LLM {', '.join(parts)} ({dtype})", time.perf_counter() - start)
 
     def _state(self, capacity: int, params: SamplingParams) -> _DecodeState:
         key = (capacity, params.win_size, params.top_k)
@@ -306,6 +343,36 @@ class StaticDecoder:
             self._capture(st, params)
         self._states.put(key, st)
         return st
+
+    @torch.inference_mode()
+    def _prefill_graph(self, st: _DecodeState, n_prefill: int) -> _PrefillGraph:
+        """Capture the prefill of ``n_prefill`` positions into ``st`` (its cache and hidden)."""
+        entry = st.prefills.get(n_prefill)
+        if entry is not None:
+            return entry
+        w = self.lm.llm_decoder.weight
+        embeds = torch.zeros(1, n_prefill, self.lm.cfg.qwen.hidden_size, dtype=w.dtype, device=w.device)
+
+        def run() -> None:
+            st.hidden.copy_(self.lm.forward_hidden(embeds, st.cache, 0))
+
+        # One eager run on a side stream first (cuBLAS workspaces, attention kernel selection);
+        # it writes zeros' keys into the cache, which every request overwrites from position 0.
+        side = torch.cuda.Stream(w.device)
+        side.wait_stream(torch.cuda.current_stream(w.device))
+        with torch.cuda.stream(side):
+            run()
+        torch.cuda.current_stream(w.device).wait_stream(side)
+        if self._prefill_pool is None:
+            self._prefill_pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        # NOTE: one pool for all prefill graphs is safe: a decoder runs one request at a time, and
+        # a prefill's results (cache, hidden) live outside the pool.
+        with torch.cuda.graph(graph, pool=self._prefill_pool, capture_error_mode="thread_local"):
+            run()
+        entry = _PrefillGraph(graph, embeds)
+        st.prefills.put(n_prefill, entry)
+        return entry
 
     def _capture(self, st: _DecodeState, params: SamplingParams) -> None:
         st.top_p.fill_(0.5)
@@ -348,6 +415,7 @@ class StaticDecoder:
         options: SynthesisOptions,
         generator: torch.Generator | None,
         stop_check_every: int = 1,
+        check_at: int = 0,
     ) -> Iterator[Tensor]:
         """Same as :meth:`SpeechLM.generate_pieces`: the tokens confirmed at each stop check."""
         plan = decode_plan(text_ids, options)
@@ -363,7 +431,12 @@ class StaticDecoder:
         st = self._state(_capacity(n_prefill, max_len), params)
         device = st.tokens.device
 
-        st.hidden.copy_(lm.forward_hidden(embeds, st.cache, 0))
+        prefill = st.prefills.get(n_prefill)
+        if prefill is None:
+            st.hidden.copy_(lm.forward_hidden(embeds, st.cache, 0))
+        else:
+            prefill.embeds.copy_(embeds)
+            prefill.graph.replay()
         st.pos.fill_(n_prefill)
         st.step.zero_()
         st.history.fill_(-1)
@@ -384,7 +457,8 @@ class StaticDecoder:
             else:
                 self._step(st, params)
             made, calls = min(made + per_call, max_len), calls + 1
-            if calls % check_every == 0 or made == max_len:
+            at_check = made - per_call < check_at <= made  # check_at is reached in this call
+            if calls % check_every == 0 or at_check or made == max_len:
                 end, stopped = first_stop(st.tokens, confirmed, made, lm.cfg.speech_token_size)
                 if end > confirmed:
                     # A copy: the state (and its token buffer) serves the next request.

@@ -231,15 +231,38 @@ def write_configs(out: Path, size: str) -> None:
     (out / QWEN_DIR / "config.json").write_text(json.dumps(_qwen_config(s), indent=2), encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class ModelConfigs:
+    """The three networks' configs of one model directory, as loading reads them."""
+
+    llm: LLMConfig
+    flow: FlowConfig
+    hift: HiFTConfig
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelConfigs:
+        config = read_yaml(model_dir / YAML_NAME)
+        qwen = Qwen2Config.from_json(model_dir / QWEN_DIR / "config.json")
+        return cls(
+            LLMConfig.from_yaml(config["llm"], qwen),
+            FlowConfig.from_yaml(config["flow"]),
+            HiFTConfig.from_yaml(config["hift"]),
+        )
+
+
+def model_configs(size: str) -> ModelConfigs:
+    """The configs of a random model of ``size`` (written and read back the way loading reads them)."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    with tempfile.TemporaryDirectory(prefix="tts-configs-") as folder:
+        write_configs(Path(folder), size)
+        return ModelConfigs.read(Path(folder))
+
+
 def build_networks(model_dir: Path) -> tuple[SpeechLM, FlowModel, HiFTGenerator]:
     """Freshly initialised LLM, flow and HiFT with the sizes of ``model_dir``'s configs."""
-    config = read_yaml(model_dir / YAML_NAME)
-    qwen = Qwen2Config.from_json(model_dir / QWEN_DIR / "config.json")
-    return (
-        SpeechLM(LLMConfig.from_yaml(config["llm"], qwen)),
-        FlowModel(FlowConfig.from_yaml(config["flow"])),
-        HiFTGenerator(HiFTConfig.from_yaml(config["hift"])),
-    )
+    configs = ModelConfigs.read(model_dir)
+    return SpeechLM(configs.llm), FlowModel(configs.flow), HiFTGenerator(configs.hift)
 
 
 def write_random_model(out_dir: Path, size: str = "tiny", seed: int = 0) -> Path:

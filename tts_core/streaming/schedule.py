@@ -50,6 +50,11 @@ def prompt_token_pad(n_prompt_tokens: int) -> int:
     return -n_prompt_tokens % FIRST_HOP_TOKENS
 
 
+def first_call_tokens(n_prompt_tokens: int) -> int:
+    """New tokens the first call of a segment needs: the first hop, its pad and the look-ahead."""
+    return FIRST_HOP_TOKENS + prompt_token_pad(n_prompt_tokens) + LOOKAHEAD_TOKENS
+
+
 @dataclass(frozen=True)
 class StreamCall:
     """One flow + vocoder call of a streamed segment.
@@ -109,7 +114,7 @@ class StreamSchedule:
         """
         if self._done:
             return None
-        hop = self._hop + self._pad if self._offset == 0 else self._hop
+        hop = self._hop + self._pad if self._offset == 0 else self._hop  # first: first_call_tokens - 3
         if n_available - self._offset >= hop + LOOKAHEAD_TOKENS:
             call = StreamCall(self._calls, self._offset, self._offset + hop + LOOKAHEAD_TOKENS, False)
             self._offset += hop

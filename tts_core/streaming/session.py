@@ -6,6 +6,17 @@ and renders a chunk as soon as enough tokens are there, so flow and vocoder work
 decoding instead of stalling it. The calls made depend only on the token counts, never on
 timing: the same seed gives the same audio as ``tokens_to_audio`` of the same tokens with
 ``streaming=True``.
+
+First-chunk latency (request start -> first audio on the host) is what streaming users ask
+about, so the first chunk gets the device to itself:
+
+* the decoder also checks for a stop right after the first hop's tokens (25 + pad + 3), so they
+  are handed over the moment they exist, not at the next multiple of the stop-check period;
+* once they are handed over, the LLM waits until the first chunk is on the host. Beside the decode
+  steps the chunk's flow graph runs about 1.5x slower (H200, 3 s prompt: 23 -> 36 ms at 5 steps,
+  45 -> 69 ms at 10; benchmarks/scripts/stream_timeline.py), while the pause costs the LLM no
+  more than that render, and the player then holds 0.84 s of audio: far more than the next hop
+  (50 tokens and one flow call) takes.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from tts_core.options import SynthesisOptions
 from tts_core.results import OneTimeWork, StreamChunk, SynthesisResult
 from tts_core.runtime import DtypeModels
 from tts_core.streaming.render import ChunkRenderer
-from tts_core.streaming.schedule import StreamSchedule
+from tts_core.streaming.schedule import StreamSchedule, first_call_tokens
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class StreamJob:
     models: DtypeModels
     make_renderer: Callable[[float], ChunkRenderer]  # request start -> renderer
     device: DeviceInfo
+    # The producer's CUDA stream (None off CUDA), one per pipeline: torch keeps cached allocator
+    # blocks and cuBLAS workspaces per stream, so a fresh stream per request would start cold.
+    llm_stream: torch.cuda.Stream | None
     lock: threading.RLock  # the pipeline's device lock, held while the request runs
     warnings: tuple[str, ...]
     one_time: tuple[OneTimeWork, ...]  # paid before the request (e.g. the dtype copy)
@@ -76,7 +90,11 @@ class _Failed:
 
 
 class _TokenProducer(threading.Thread):
-    """Decodes every segment in turn and queues its tokens (as host ints) as they are confirmed."""
+    """Decodes every segment in turn and queues its tokens (as host ints) as they are confirmed.
+
+    After handing over the first hop of the first segment it waits for :attr:`resume` (set by
+    the consumer once the first chunk is on the host, and when the request ends).
+    """
 
     def __init__(self, job: StreamJob, start: float) -> None:
         super().__init__(name="tts-stream-llm", daemon=True)
@@ -84,14 +102,16 @@ class _TokenProducer(threading.Thread):
         self.start_time = start
         self.items: queue.Queue[_Piece | _SegmentEnd | _Failed] = queue.Queue()
         self.halt = threading.Event()
+        self.resume = threading.Event()
+        self.first_hop = first_call_tokens(job.prompt.speech_tokens.numel())
         self.llm_seconds = 0.0
 
     def run(self) -> None:
         try:
-            if self.job.device.is_cuda:
+            if self.job.llm_stream is not None:
                 # A new thread starts on device 0; and a stream of its own lets decode steps run
                 # beside the chunks' flow and vocoder work on the caller's stream.
-                with torch.cuda.device(self.job.device.torch), torch.cuda.stream(torch.cuda.Stream()):
+                with torch.cuda.device(self.job.device.torch), torch.cuda.stream(self.job.llm_stream):
                     self._decode_all()
             else:
                 self._decode_all()
@@ -104,7 +124,7 @@ class _TokenProducer(threading.Thread):
         generator = torch.Generator(device=job.device.torch).manual_seed(
             job.options.seed
         )  # as generate_tokens
-        for ids in job.segments:
+        for segment, ids in enumerate(job.segments):
             pieces = job.models.generate_pieces(
                 torch.tensor(ids, dtype=torch.long),
                 prompt_text,
@@ -112,11 +132,17 @@ class _TokenProducer(threading.Thread):
                 job.options,
                 generator,
                 stop_check_every=job.device.stop_check_every,
+                check_at=self.first_hop,
             )
+            made, hold = 0, segment == 0
             for piece in pieces:
                 if self.halt.is_set():
                     return
                 self.items.put(_Piece(piece.cpu().tolist()))
+                made += piece.numel()
+                if hold and made >= self.first_hop:
+                    hold = False
+                    self.resume.wait()  # the first chunk renders with the device to itself
             self.items.put(_SegmentEnd())
             self.llm_seconds = time.perf_counter() - self.start_time
 
@@ -154,7 +180,9 @@ class SynthesisStream:
             one_time = list(job.one_time)
             for ids in job.segments:
                 ids_tensor = torch.tensor(ids, dtype=torch.long)
-                one_time.append(job.models.prepare_llm(ids_tensor, prompt_text, prompt_speech, job.options))
+                # The prefill as a graph too: it runs before the first chunk (tts_core.llm.static_decoder).
+                work = job.models.prepare_llm(ids_tensor, prompt_text, prompt_speech, job.options, True)
+                one_time.append(work)
             synchronize(job.device.torch)
             start = time.perf_counter()
             renderer = job.make_renderer(start)
@@ -165,6 +193,7 @@ class SynthesisStream:
                 wall = time.perf_counter() - start
             finally:
                 producer.halt.set()
+                producer.resume.set()
                 producer.join()
         if not any(tokens):
             raise ValueError("the LLM produced no speech tokens for this text; try another seed or text")
@@ -199,6 +228,7 @@ class SynthesisStream:
                         break
                     on_device = torch.tensor(tokens[: call.n_tokens], dtype=torch.long, device=device)
                     samples = renderer.render(segment, call, on_device.unsqueeze(0))
+                    producer.resume.set()  # the first chunk is on the host: the LLM goes on
                     yield AudioChunk(samples, renderer.chunks[-1])
             all_tokens.append(tokens)
         return all_tokens

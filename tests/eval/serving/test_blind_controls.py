@@ -32,7 +32,7 @@ from eval.serving.external_manifest import MANIFEST_NAME
 from eval.serving.plan_clips import import_external, plan_clip_keys
 from eval.serving.ratings_schema import COLUMNS
 from eval.serving.trials import assign_trials, plan_from_dict
-from eval.statistics import controls, report, screening
+from eval.statistics import analysis, controls, report, screening
 from eval.statistics.ratings_io import read_ratings
 from tests.conftest import judgement
 
@@ -324,8 +324,8 @@ def test_screening_flags_what_the_controls_show(tmp_path: Path) -> None:
 
 def test_report_uses_test_trials_and_can_exclude_flagged_listeners(tmp_path: Path, capsys) -> None:
     log = controlled_log(tmp_path / "r.csv")
-    kept = report.summarize(log, "float16-n10", anchor="float16-n10-lp3500", n_boot=200)
-    dropped = report.summarize(log, "float16-n10", anchor="float16-n10-lp3500", n_boot=200, exclude_flagged=True)
+    kept = analysis.summarize(log, "float16-n10", anchor="float16-n10-lp3500")
+    dropped = analysis.summarize(log, "float16-n10", anchor="float16-n10-lp3500", exclude_flagged=True)
     assert [c.config for c in kept.configs] == ["float16-n10", "bfloat16-n5"]  # no control trials in the MOS
     assert kept.n_judgements == 24 and dropped.n_judgements == 20 and dropped.excluded_listeners == ("sloppy",)
     # Independent truth: the plain mean of the test trials' scores of the listeners kept.

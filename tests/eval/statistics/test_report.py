@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pytest
 from scipy import stats as sps
 
 from eval.serving.ratings_schema import COLUMNS
-from eval.statistics import report
+from eval.statistics import analysis, report
+from eval.statistics.options import StatsOptions
 
 BASE, FAST, ANCHOR = "float16-n10", "bfloat16-n5", "float32-n1"
 EFFECTS = {FAST: -0.1, ANCHOR: -2.0}
@@ -215,25 +217,23 @@ def test_cli_method_cgm_matches_the_formula_and_is_recorded(tmp_path, capsys):
 def test_summary_is_reproducible_and_accepts_tables(tmp_path):
     log = tmp_path / "ratings.csv"
     rows = write_log(log, n_listeners=5, n_texts=4)
-    boot = {"n_boot": 300, "method": "bootstrap"}
-    first = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=3, **boot).to_json_dict()
-    again = report.summarize(
-        pd.read_csv(log, dtype=str, keep_default_na=False), BASE, 0.05, anchor=ANCHOR, seed=3, **boot
-    )
-    from_rows = report.summarize([dict(r) for r in rows], BASE, 0.05, anchor=ANCHOR, seed=3, **boot)
+    boot = StatsOptions(method="bootstrap", n_boot=300, seed=3)
+    first = analysis.summarize(log, BASE, boot, anchor=ANCHOR).to_json_dict()
+    again = analysis.summarize(pd.read_csv(log, dtype=str, keep_default_na=False), BASE, boot, anchor=ANCHOR)
+    from_rows = analysis.summarize([dict(r) for r in rows], BASE, boot, anchor=ANCHOR)
     assert again.to_json_dict() == first
     assert from_rows.to_json_dict()["configs"] == first["configs"]
-    other_seed = report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=4, **boot).to_json_dict()
+    other_seed = analysis.summarize(log, BASE, replace(boot, seed=4), anchor=ANCHOR).to_json_dict()
     assert other_seed["configs"][0]["ci_low"] != first["configs"][0]["ci_low"]
     # The default (analytic) method needs no random numbers: the seed changes nothing.
-    analytic = [report.summarize(log, BASE, 0.05, anchor=ANCHOR, seed=k).to_json_dict() for k in (3, 4)]
+    analytic = [analysis.summarize(log, BASE, StatsOptions(seed=k), anchor=ANCHOR).to_json_dict() for k in (3, 4)]
     assert analytic[0]["configs"] == analytic[1]["configs"]
 
 
 def test_plot_summary_returns_a_figure(tmp_path):
     log = tmp_path / "ratings.csv"
     write_log(log, n_listeners=4, n_texts=3)
-    fig = report.plot_summary(report.summarize(log, BASE, n_boot=200))
+    fig = report.plot_summary(analysis.summarize(log, BASE))
     assert len(fig.axes) == 3
     fig.savefig(tmp_path / "f.png")
 
@@ -288,12 +288,12 @@ def test_duplicates_modes_and_insufficient_data(tmp_path):
     table = pd.read_csv(log, dtype=str, keep_default_na=False)
     table = pd.concat([table, table.iloc[[0]]], ignore_index=True)  # a repeated trial
     table.loc[1, "mode"] = "playground"
-    summary = report.summarize(table, BASE, n_boot=200)
+    summary = analysis.summarize(table, BASE)
     assert summary.n_judgements == 8
     assert summary.config(FAST).verdict == "insufficient" and "listener" in summary.config(FAST).reason
     assert any("repeated trial_id" in w for w in summary.warnings)
     assert any("playground" in w for w in summary.warnings)
-    blind = report.summarize(table, BASE, n_boot=200, modes=["blind"])
+    blind = analysis.summarize(table, BASE, modes=["blind"])
     assert blind.n_judgements == 7 and blind.modes == ("blind",)
 
 
@@ -305,7 +305,7 @@ def test_ratings_written_by_the_app_store_are_read(tmp_path):
         cells |= {"a_flow_steps": 10, "b_flow_steps": 5, "a_seed": 0, "b_seed": 0, "shown_first": "A"}
         cells |= {"session_id": "s", "trial_id": f"trial-{i}", "a_plays": 1, "b_plays": 1, "trial_kind": "test"}
         store.append(cells)
-    summary = report.summarize(store.path, BASE, n_boot=200)
+    summary = analysis.summarize(store.path, BASE)
     assert summary.n_judgements == 12
     assert "=L0" in {s.listener_id for s in summary.listeners}
 
@@ -337,7 +337,7 @@ def test_rows_without_trial_id_repeated_field_for_field_are_counted_once():
     again = dict(rows[3]) | {"timestamp_utc": "2026-11-26T13:00:00.000Z"}  # the same judgement, later
     near = dict(rows[4]) | {"score_a": "1"}  # differs in one field: a real judgement
     table = pd.DataFrame([*rows, again, dict(rows[5]), near], columns=COLUMNS)
-    summary = report.summarize(table, BASE)
+    summary = analysis.summarize(table, BASE)
     assert summary.n_judgements == 36 + 1 and summary.n_repeated_rows == 2
     assert any(
         "2 row(s) without trial_id repeat an earlier row" in w and "37, 38" in w for w in summary.warnings
@@ -362,7 +362,7 @@ def test_rel_change_is_the_tested_paired_change_in_a_multi_configuration_plan():
     # paired test (the one the verdict is about) sees FAST about 7% better.
     rows = [_judgement(f"S{i}", f"t{j}", FAST, BASE, 3 + (j % 5 == 0), 3) for i in range(6) for j in range(8)]
     rows += [_judgement(f"N{i}", f"t{j}", BASE, ANCHOR, 5, 2) for i in range(6) for j in range(8)]
-    summary = report.summarize(pd.DataFrame(rows, columns=COLUMNS), BASE, anchor=ANCHOR)
+    summary = analysis.summarize(pd.DataFrame(rows, columns=COLUMNS), BASE, anchor=ANCHOR)
     fast = summary.config(FAST)
     all_ratings = fast.mos / summary.config(BASE).mos - 1
     paired = np.mean([3 + (j % 5 == 0) for j in range(8)]) / 3 - 1
@@ -396,10 +396,10 @@ def test_near_the_ceiling_with_few_listeners_the_report_warns():
     rows = [
         _judgement(f"L{i}", f"t{j}", FAST, BASE, 5 - (i + j) % 3 // 2, 5) for i in range(6) for j in range(8)
     ]
-    summary = report.summarize(pd.DataFrame(rows, columns=COLUMNS), BASE)
-    assert summary.config(BASE).mos >= report.CEILING_MOS and summary.config(FAST).verdict in ("pass", "fail")
+    summary = analysis.summarize(pd.DataFrame(rows, columns=COLUMNS), BASE)
+    assert summary.config(BASE).mos >= analysis.CEILING_MOS and summary.config(FAST).verdict in ("pass", "fail")
     assert any("near the top of the scale" in w for w in summary.warnings)
     lower = [dict(r) | {"score_b": "4"} for r in rows]  # baseline MOS 4: no warning
     assert not any(
-        "near the top" in w for w in report.summarize(pd.DataFrame(lower, columns=COLUMNS), BASE).warnings
+        "near the top" in w for w in analysis.summarize(pd.DataFrame(lower, columns=COLUMNS), BASE).warnings
     )

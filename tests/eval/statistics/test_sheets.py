@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from eval.serving.ratings_schema import COLUMNS
-from eval.statistics import report, sheets
+from eval.statistics import analysis, report, sheets
 from eval.statistics.ratings_io import read_ratings
 
 BASE, FAST = "float16-n10", "bfloat16-n5"
@@ -48,7 +48,7 @@ def test_neutralise():
 def test_xlsx_has_the_sheets_and_no_formula(tmp_path):
     openpyxl = pytest.importorskip("openpyxl")
     ratings = _ratings()
-    summary = report.summarize(ratings, BASE, n_boot=200)
+    summary = analysis.summarize(ratings, BASE)
     path = sheets.write_xlsx(summary, ratings, tmp_path / "sub" / "sheet.xlsx")
     book = openpyxl.load_workbook(path)
     assert book.sheetnames == list(sheets.SHEET_NAMES)

@@ -9,8 +9,14 @@ from scipy import stats as sps
 
 from eval.serving.ratings_schema import COLUMNS
 from eval.statistics import cgm, planner, screening, stats
+from eval.statistics.options import CI_METHODS, StatsOptions
 
 BASE, FAST, ANCHOR = "float16-n10", "bfloat16-n5", "float32-n1"
+DEFAULT = StatsOptions()  # cluster-t, 5% margin, 95%
+
+
+def boot(n_boot: int) -> StatsOptions:
+    return StatsOptions(method="bootstrap", n_boot=n_boot)
 
 
 def _row(listener, text, a_config, b_config, score_a, score_b, preference="none", trial=None):
@@ -133,15 +139,14 @@ def test_noninferiority_with_no_spread_has_exact_bounds():
     equal = _table([_row(f"L{i}", f"T{j}", FAST, BASE, 4, 4) for i in range(5) for j in range(5)])
     worse = _table([_row(f"L{i}", f"T{j}", BASE, FAST, 4, 3) for i in range(5) for j in range(5)])
     rng = np.random.default_rng(0)
-    boot = {"rng": rng, "n_boot": 200, "method": "bootstrap"}
-    ok = stats.compare_to_baseline(equal, FAST, BASE, margin=0.05, **boot)
+    ok = stats.compare_to_baseline(equal, FAST, BASE, boot(200), rng)
     assert (ok.comparison, ok.verdict, ok.ratio_lower, ok.d_lower) == (
         "paired",
         "pass",
         1.0,
         pytest.approx(0.2),
     )
-    bad = stats.compare_to_baseline(worse, FAST, BASE, margin=0.05, **boot)
+    bad = stats.compare_to_baseline(worse, FAST, BASE, boot(200), rng)
     assert (bad.verdict, bad.ratio_lower, bad.d_lower) == ("fail", 0.75, pytest.approx(3 - 0.95 * 4))
 
 
@@ -150,17 +155,17 @@ def test_insufficient_data_thresholds():
     few = _table([_row(f"L{i}", f"T{i % 3}", FAST, BASE, 4, 4) for i in range(stats.MIN_JUDGEMENTS - 1)])
     one_listener = _table([_row("solo", f"T{j}", FAST, BASE, 4, 4) for j in range(20)])
     for table in (few, one_listener):
-        result = stats.compare_to_baseline(table, FAST, BASE, margin=0.05, rng=rng, n_boot=200)
+        result = stats.compare_to_baseline(table, FAST, BASE, boot(200), rng)
         assert result.verdict == stats.VERDICT_INSUFFICIENT
         assert np.isnan(result.ratio_lower) and result.reason
 
 
-@pytest.mark.parametrize("method", stats.CI_METHODS)
+@pytest.mark.parametrize("method", CI_METHODS)
 def test_unpaired_comparison_when_never_rated_together(method):
     rows = [_row(f"L{i}", f"T{j}", BASE, ANCHOR, 4, 2) for i in range(5) for j in range(5)]
     rows += [_row(f"L{i}", f"T{j}", FAST, ANCHOR, 4, 2) for i in range(5) for j in range(5)]
     result = stats.compare_to_baseline(
-        _table(rows), FAST, BASE, margin=0.05, rng=np.random.default_rng(0), n_boot=200, method=method
+        _table(rows), FAST, BASE, StatsOptions(method=method, n_boot=200), np.random.default_rng(0)
     )
     assert (result.comparison, result.verdict, result.ratio) == ("unpaired", "pass", 1.0)
 
@@ -193,9 +198,7 @@ def test_ratio_and_difference_bounds_give_the_same_verdict():
         log = simulate_log(
             6, 5, mu_base=3.6, mu_v=3.45, listener_sd=0.5, text_sd=0.3, residual_sd=0.6, seed=seed
         )
-        r = stats.compare_to_baseline(
-            log, FAST, BASE, margin=0.05, rng=np.random.default_rng(seed), n_boot=300
-        )
+        r = stats.compare_to_baseline(log, FAST, BASE, DEFAULT)
         assert (r.ratio_lower > 0.95) == (r.d_lower > 0)
         assert r.ratio_lower <= r.ratio
 
@@ -205,9 +208,7 @@ def test_results_are_reproducible_per_seed():
 
     def bound(seed):
         rng = stats.derived_rng(seed, "ni", FAST)
-        return stats.compare_to_baseline(
-            log, FAST, BASE, margin=0.05, rng=rng, n_boot=300, method="bootstrap"
-        ).ratio_lower
+        return stats.compare_to_baseline(log, FAST, BASE, boot(300), rng).ratio_lower
 
     assert bound(7) == bound(7)
     assert bound(7) != bound(8)
@@ -238,7 +239,7 @@ def test_planner_size_passes_a_2_percent_drop_and_fails_a_10_percent_drop():
     spread = {"listener_sd": 0.4, "text_sd": 0.3, "residual_sd": 0.5}
     components = planner.VarianceComponents(**spread)
     plan = planner.plan_sample_size(
-        components, base_mos=3.5, true_drop=0.02, margin=0.05, target_power=0.9, n_sims=60, n_boot=400, seed=0
+        components, base_mos=3.5, true_drop=0.02, options=StatsOptions(n_boot=400), target_power=0.9, n_sims=60
     )
     assert plan.recommended is not None
     n_l, n_t = plan.recommended.n_listeners, plan.recommended.n_texts
@@ -250,9 +251,7 @@ def test_planner_size_passes_a_2_percent_drop_and_fails_a_10_percent_drop():
                 simulate_log(n_l, n_t, mu_base=3.5, mu_v=3.5 * (1 - drop), **spread, seed=100 + k),
                 FAST,
                 BASE,
-                margin=0.05,
-                rng=stats.derived_rng(k, "ni"),
-                n_boot=1000,
+                DEFAULT,
             ).verdict
             for k in range(10)
         ]
@@ -266,12 +265,10 @@ def test_test_holds_its_level_at_the_margin():
         planner.VarianceComponents(0.4, 0.3, 0.5),
         base_mos=3.5,
         true_drop=0.05,
-        margin=0.05,
         n_listeners=12,
         n_texts=10,
+        options=boot(300),
         n_sims=80,
-        n_boot=300,
-        method="bootstrap",
     )
     assert power <= 0.08
 
@@ -379,7 +376,7 @@ def test_cgm_noninferiority_bound_is_d_bound_on_the_ratio_scale(paired):
     rows_v, rows_b = (pairs, pairs) if paired else (pairs.iloc[::2], pairs.iloc[1::2])
     v = (rows_v["score_v"].to_numpy(), rows_v["listener_id"].to_numpy(), rows_v["text_id"].to_numpy())
     b = (rows_b["score_base"].to_numpy(), rows_b["listener_id"].to_numpy(), rows_b["text_id"].to_numpy())
-    r = stats.noninferiority_test(v, b, margin=0.05, paired=paired, method="cgm")
+    r = stats.noninferiority_test(v, b, paired=paired, options=StatsOptions(method="cgm"))
     mean_v, mean_b = np.mean(v[0]), np.mean(b[0])
     assert r.method == "cgm" and r.d_mean == pytest.approx(mean_v - 0.95 * mean_b)
     assert r.ratio_lower == pytest.approx(0.95 + r.d_lower / mean_b, rel=1e-12)
@@ -391,9 +388,9 @@ def test_cgm_noninferiority_bound_is_d_bound_on_the_ratio_scale(paired):
 def test_cgm_with_no_spread_has_exact_bounds(method):
     equal = _table([_row(f"L{i}", f"T{j}", FAST, BASE, 4, 4) for i in range(5) for j in range(5)])
     worse = _table([_row(f"L{i}", f"T{j}", BASE, FAST, 4, 3) for i in range(5) for j in range(5)])
-    ok = stats.compare_to_baseline(equal, FAST, BASE, margin=0.05, method=method)
+    ok = stats.compare_to_baseline(equal, FAST, BASE, StatsOptions(method=method))
     assert (ok.verdict, ok.ratio_lower, ok.d_lower) == ("pass", pytest.approx(1.0), pytest.approx(0.2))
-    bad = stats.compare_to_baseline(worse, FAST, BASE, margin=0.05, method=method)
+    bad = stats.compare_to_baseline(worse, FAST, BASE, StatsOptions(method=method))
     assert (bad.verdict, bad.ratio_lower, bad.d_lower) == ("fail", pytest.approx(0.75), pytest.approx(-0.8))
 
 
@@ -402,11 +399,11 @@ def test_cgm_planner_needs_fewer_judgements_and_its_size_decides():
     planned size a 2% drop passes and a 10% drop fails in >= 8 of 10 simulated logs."""
     spread = {"listener_sd": 0.4, "text_sd": 0.3, "residual_sd": 0.5}
     components = planner.VarianceComponents(**spread)
-    args = {"base_mos": 3.5, "true_drop": 0.02, "margin": 0.05, "target_power": 0.9, "n_sims": 60, "seed": 0}
-    boot = planner.plan_sample_size(components, n_boot=400, method="bootstrap", **args)
-    plan = planner.plan_sample_size(components, method="cgm", **args)
-    assert plan.recommended is not None and boot.recommended is not None
-    assert plan.recommended.n_judgements < boot.recommended.n_judgements
+    args = {"base_mos": 3.5, "true_drop": 0.02, "target_power": 0.9, "n_sims": 60}
+    by_bootstrap = planner.plan_sample_size(components, options=boot(400), **args)
+    plan = planner.plan_sample_size(components, options=StatsOptions(method="cgm"), **args)
+    assert plan.recommended is not None and by_bootstrap.recommended is not None
+    assert plan.recommended.n_judgements < by_bootstrap.recommended.n_judgements
     n_l, n_t = plan.recommended.n_listeners, plan.recommended.n_texts
     verdicts = {}
     for drop in (0.02, 0.10):
@@ -415,8 +412,7 @@ def test_cgm_planner_needs_fewer_judgements_and_its_size_decides():
                 simulate_log(n_l, n_t, mu_base=3.5, mu_v=3.5 * (1 - drop), **spread, seed=100 + k),
                 FAST,
                 BASE,
-                margin=0.05,
-                method="cgm",
+                StatsOptions(method="cgm"),
             ).verdict
             for k in range(10)
         ]
@@ -429,11 +425,10 @@ def test_cgm_test_holds_its_level_at_the_margin():
         planner.VarianceComponents(0.4, 0.3, 0.5),
         base_mos=3.5,
         true_drop=0.05,
-        margin=0.05,
         n_listeners=12,
         n_texts=10,
+        options=StatsOptions(method="cgm"),
         n_sims=1000,
-        method="cgm",
     )
     # Level about 5.0% (10 000 simulations, two seeds: 4.9%, 5.1%); this seed's 1000 give 5.7%
     # (Monte Carlo standard error 0.7 points) and the old df = min(L, T) - 1 gave 7.1% on them.
@@ -444,18 +439,18 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="seed"):
         stats.derived_rng(-1)
     with pytest.raises(ValueError, match="n_boot"):
-        stats.check_bootstrap_args(0.95, 10)
+        StatsOptions(n_boot=10)
     with pytest.raises(ValueError, match="margin"):
-        stats.noninferiority_test(
-            ([1.0], [0], [0]), ([1.0], [0], [0]), margin=1.5, paired=True, rng=np.random.default_rng()
-        )
+        StatsOptions(margin=1.5)
+    with pytest.raises(ValueError, match="confidence"):
+        StatsOptions(confidence=1.0)
+    with pytest.raises(ValueError, match="seed"):
+        StatsOptions(seed=-2)
     with pytest.raises(ValueError, match="residual_sd"):
         planner.VarianceComponents(0.1, 0.1, 0.0)
     with pytest.raises(ValueError, match="not within the margin"):
-        planner.plan_sample_size(planner.VarianceComponents(0.1, 0.1, 0.5), true_drop=0.06, margin=0.05)
+        planner.plan_sample_size(planner.VarianceComponents(0.1, 0.1, 0.5), true_drop=0.06)
     with pytest.raises(ValueError, match="method"):
-        stats.cluster_mean([1.0, 2.0], [0, 1], [0, 1], method="jackknife")
+        StatsOptions(method="jackknife")
     with pytest.raises(ValueError, match="rng"):
-        stats.noninferiority_test(
-            ([1.0], [0], [0]), ([1.0], [0], [0]), margin=0.05, paired=True, method="bootstrap"
-        )
+        stats.noninferiority_test(([1.0], [0], [0]), ([1.0], [0], [0]), paired=True, options=boot(200))

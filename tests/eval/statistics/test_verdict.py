@@ -14,9 +14,18 @@ import pytest
 from scipy import stats as sps
 
 from eval.serving.ratings_schema import COLUMNS
-from eval.statistics import cluster_t, planner, report, stats, verdict_bounds, working_model
+from eval.statistics import (
+    analysis,
+    cluster_t,
+    planner,
+    stats,
+    verdict_bounds,
+    verdict_designs,
+    working_model,
+)
 from eval.statistics import simulate_verdict as sim
 from eval.statistics.listening_model import PairedDesign, VarianceComponents, simulate_tests
+from eval.statistics.options import StatsOptions
 
 BASE, FAST = "float16-n10", "bfloat16-n5"
 
@@ -138,14 +147,14 @@ def test_exact_small_example_by_hand():
     listener, text = _crossed(5, 5)
     y_b = np.full(25, 4.0)
     y_v = 4.0 + c[listener]
-    r = stats.noninferiority_test((y_v, listener, text), (y_b, listener, text), margin=0.05, paired=True)
+    r = stats.noninferiority_test((y_v, listener, text), (y_b, listener, text), paired=True, options=StatsOptions())
     d = 0.2 + c
     half = sps.t.ppf(0.95, 4) * d.std(ddof=1) / np.sqrt(5)
     assert r.method == "cluster-t" and r.d_mean == pytest.approx(d.mean())
     assert r.d_lower == pytest.approx(d.mean() - half, rel=1e-9)
     # Mirrored spread (left skew): the same variance, a stricter (Hall-corrected) bound.
     mirrored = stats.noninferiority_test(
-        (4.0 - c[listener], listener, text), (y_b, listener, text), margin=0.05, paired=True
+        (4.0 - c[listener], listener, text), (y_b, listener, text), paired=True, options=StatsOptions()
     )
     assert mirrored.d_mean - mirrored.d_lower > half * 1.01
 
@@ -193,7 +202,7 @@ def test_batched_simulation_path_equals_the_report():
         y_b, est.mos, 0.95, verdict_bounds.RULE_CLUSTER_T, est.mos_traces
     )
     for r in range(3):
-        summary = report.summarize(_log_from(y_v[r], y_b[r], design, rng), BASE)
+        summary = analysis.summarize(_log_from(y_v[r], y_b[r], design, rng), BASE)
         fast, base = summary.config(FAST), summary.config(BASE)
         assert fast.d_lower_bound == pytest.approx(bounds.d_lower[r], rel=1e-9)
         assert fast.noninferiority_lower_bound == pytest.approx(bounds.ratio_lower[r], rel=1e-9)
@@ -205,7 +214,7 @@ def test_reduced_simulation_holds_level_and_coverage():
     """A few hundred replicates of two of the issue's designs and one unbalanced design (loose bounds:
     the full run with 10 000 replicates is in docs/verdict-validation.md)."""
     options = sim.SimulationOptions(replicates=400, seed=1)
-    by_name = {d.name: d for d in sim.DESIGNS}
+    by_name = {d.name: d for d in verdict_designs.DESIGNS}
     for name in ("6x20 0.5", "12x40 0.3", "2 heavy + 8 light 0.3"):
         result = sim.run_design(by_name[name], "cluster-t", options)
         assert result.level.share <= 0.09, (name, result.level)
@@ -220,7 +229,7 @@ def test_reduced_simulation_holds_level_and_coverage():
 
 
 def test_planner_advice_gives_its_power():
-    scenario = sim.PlannerScenario("no drop spread", VarianceComponents(0.4, 0.3, 0.5, 0.0), 3.5, 0.02, 0.8)
+    scenario = verdict_designs.PlannerScenario("no drop spread", VarianceComponents(0.4, 0.3, 0.5, 0.0), 3.5, 0.02, 0.8)
     (check,) = sim.planner_check(sim.SimulationOptions(replicates=400, seed=2), (scenario,))
     assert check.n_listeners >= stats.min_clusters_for_verdict()
     assert check.power.share >= 0.8 - 0.06, check
@@ -228,7 +237,7 @@ def test_planner_advice_gives_its_power():
 
 
 def test_planner_needs_more_listeners_when_listeners_differ_in_what_they_hear():
-    args = {"base_mos": 4.0, "true_drop": 0.0, "margin": 0.05, "target_power": 0.8, "n_sims": 400}
+    args = {"base_mos": 4.0, "true_drop": 0.0, "target_power": 0.8, "n_sims": 400}
     same = planner.plan_sample_size(VarianceComponents(0.5, 0.3, 0.7, 0.0), **args).recommended
     differ = planner.plan_sample_size(VarianceComponents(0.5, 0.3, 0.7, 0.4), **args).recommended
     assert same is not None and differ is not None

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from tts_core.flow.backends import TorchEstimator
-from tts_core.flow.conformer import EncoderConfig
 from tts_core.flow.cuda_graph import (
     MIN_BUCKET_TOKENS,
     CudaGraphFlow,
@@ -26,7 +25,6 @@ from tts_core.flow.cuda_graph import (
     encode_padded,
     padded_flow_mel,
 )
-from tts_core.flow.estimator_net import EstimatorConfig
 from tts_core.flow.model import FlowConfig, FlowModel
 from tts_core.flow.selection import select_estimator_backend
 from tts_core.lru import LruCache
@@ -130,53 +128,22 @@ def test_lru_cache_evicts_least_recently_used():
         LruCache(0)
 
 
-def small_flow_config() -> FlowConfig:
-    return FlowConfig(
-        input_size=64,
-        output_size=80,
-        spk_embed_dim=192,
-        vocab_size=6561,
-        token_mel_ratio=2,
-        inference_cfg_rate=0.7,
-        t_scheduler="cosine",
-        encoder=EncoderConfig(
-            64, 64, attention_heads=2, linear_units=128, num_blocks=2, static_chunk_size=25
-        ),
-        estimator=EstimatorConfig(
-            in_channels=320,
-            out_channels=80,
-            channels=32,
-            attention_head_dim=16,
-            num_heads=2,
-            n_blocks=1,
-            num_mid_blocks=2,
-            static_chunk_size=50,
-        ),
-    )
-
-
-@pytest.fixture(scope="module")
-def small_flow() -> FlowModel:
-    torch.manual_seed(0)
-    return FlowModel(small_flow_config()).eval()
-
-
-def test_select_backend_on_cpu(small_flow, caplog):
+def test_select_backend_on_cpu(tiny_flow, caplog):
     cpu = torch.device("cpu")
-    assert select_estimator_backend(small_flow, cpu, "torch").name == "torch"
+    assert select_estimator_backend(tiny_flow, cpu, "torch").name == "torch"
     with caplog.at_level(logging.INFO, logger="tts_core.flow.selection"):
-        auto = select_estimator_backend(small_flow, cpu, "auto")
+        auto = select_estimator_backend(tiny_flow, cpu, "auto")
     assert auto.name == "torch" and "auto: torch" in caplog.text and "CUDA" in caplog.text
     with pytest.raises(ValueError, match="torch-cudagraph.*CUDA"):
-        select_estimator_backend(small_flow, cpu, "torch-cudagraph")
+        select_estimator_backend(tiny_flow, cpu, "torch-cudagraph")
     with pytest.raises(ValueError, match="tensorrt.*cannot run.*CUDA"):
-        select_estimator_backend(small_flow, cpu, "tensorrt")
+        select_estimator_backend(tiny_flow, cpu, "tensorrt")
     with pytest.raises(ValueError, match="backend must be one of"):
-        select_estimator_backend(small_flow, cpu, "onnxruntime")
+        select_estimator_backend(tiny_flow, cpu, "onnxruntime")
     with pytest.raises(ValueError, match="lives on"):
-        select_estimator_backend(small_flow, torch.device("cuda"), "torch")
+        select_estimator_backend(tiny_flow, torch.device("cuda"), "torch")
     with pytest.raises(ValueError, match="CUDA device"):
-        CudaGraphFlow(small_flow)
+        CudaGraphFlow(tiny_flow)
 
 
 def _inputs(n_new: int, n_prompt: int, seed: int, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -191,8 +158,8 @@ def _inputs(n_new: int, n_prompt: int, seed: int, device: str = "cpu") -> dict[s
 
 
 @pytest.mark.requires_cuda
-def test_cudagraph_matches_eager_fp32(small_flow):
-    flow = copy.deepcopy(small_flow).to("cuda")
+def test_cudagraph_matches_eager_fp32(tiny_flow):
+    flow = copy.deepcopy(tiny_flow).to("cuda")
     backend = select_estimator_backend(flow, torch.device("cuda"), "torch-cudagraph")
     assert backend.name == "torch-cudagraph"
     # (new, prompt): three share the 128-token bucket (different prompt lengths), one does not,
@@ -212,8 +179,8 @@ def test_cudagraph_matches_eager_fp32(small_flow):
 
 
 @pytest.mark.requires_cuda
-def test_cudagraph_cache_is_bounded_and_recaptures(small_flow):
-    flow = copy.deepcopy(small_flow).to("cuda")
+def test_cudagraph_cache_is_bounded_and_recaptures(tiny_flow):
+    flow = copy.deepcopy(tiny_flow).to("cuda")
     backend = CudaGraphFlow(flow, max_graphs=2)
     lengths = [(40, 10), (150, 10), (250, 10), (40, 10)]  # buckets 64, 160, 288, then 64 again
     outs = [backend.run_flow(flow, **_inputs(n, p, 7, "cuda"), n_steps=3) for n, p in lengths]
@@ -228,9 +195,9 @@ def test_cudagraph_cache_is_bounded_and_recaptures(small_flow):
 
 @pytest.mark.requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cudagraph_half_long_input_is_finite_and_close(small_flow, dtype):
-    flow32 = copy.deepcopy(small_flow).to("cuda")
-    flow = copy.deepcopy(small_flow).to("cuda", dtype)
+def test_cudagraph_half_long_input_is_finite_and_close(tiny_flow, dtype):
+    flow32 = copy.deepcopy(tiny_flow).to("cuda")
+    flow = copy.deepcopy(tiny_flow).to("cuda", dtype)
     backend = CudaGraphFlow(flow)
     inp = _inputs(1450, 50, 3, "cuda")
     got = backend.run_flow(flow, **inp, n_steps=10)

@@ -17,46 +17,15 @@ import torch
 
 from tts_core.flow.backends import TorchEstimator
 from tts_core.flow.conformer import (
-    EncoderConfig,
     _shift_to_relative,
     chunk_attention_mask,
     relative_position_table,
 )
-from tts_core.flow.estimator_net import EstimatorConfig
 from tts_core.flow.model import NOISE_FRAMES, FlowConfig, FlowModel
 from tts_core.model.yaml_config import read_yaml
 
 N_MELS = 80
 CFG_RATE = 0.7
-
-
-def small_config() -> FlowConfig:
-    return FlowConfig(
-        input_size=32,
-        output_size=N_MELS,
-        spk_embed_dim=192,
-        vocab_size=6561,
-        token_mel_ratio=2,
-        inference_cfg_rate=CFG_RATE,
-        t_scheduler="cosine",
-        encoder=EncoderConfig(32, 32, attention_heads=2, linear_units=32, num_blocks=1, static_chunk_size=25),
-        estimator=EstimatorConfig(
-            in_channels=4 * N_MELS,
-            out_channels=N_MELS,
-            channels=16,
-            attention_head_dim=8,
-            num_heads=2,
-            n_blocks=1,
-            num_mid_blocks=1,
-            static_chunk_size=50,
-        ),
-    )
-
-
-@pytest.fixture(scope="module")
-def small_flow() -> FlowModel:
-    torch.manual_seed(0)
-    return FlowModel(small_config()).eval()
 
 
 def _inputs(n_tokens: int = 10, n_prompt: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -91,10 +60,10 @@ class ConstantBackend:
 
 
 @pytest.mark.parametrize("n_steps", [1, 5, 10])
-def test_backend_called_n_steps_times_and_euler_cfg_update(small_flow, n_steps):
+def test_backend_called_n_steps_times_and_euler_cfg_update(tiny_flow, n_steps):
     backend = ConstantBackend()
     inp = _inputs()
-    mel = small_flow.inference(**inp, n_steps=n_steps, estimator=backend)
+    mel = tiny_flow.inference(**inp, n_steps=n_steps, estimator=backend)
     assert len(backend.ts) == n_steps
     # t_k = 1 - cos(pi/2 * k/n) for k = 0..n-1 (float64 formula vs float32 accumulation)
     expected_t = [1 - math.cos(math.pi / 2 * k / n_steps) for k in range(n_steps)]
@@ -102,26 +71,26 @@ def test_backend_called_n_steps_times_and_euler_cfg_update(small_flow, n_steps):
     # constant velocities: the dt sum to 1, so x(1) = x(0) + (1 + w) a - w b
     prompt_frames = 2 * inp["prompt_tokens"].shape[1]
     total = prompt_frames + 2 * inp["tokens"].shape[1]
-    noise = small_flow.decoder.rand_noise[:, :, prompt_frames:total]
+    noise = tiny_flow.decoder.rand_noise[:, :, prompt_frames:total]
     expected = noise + (1 + CFG_RATE) * backend.a - CFG_RATE * backend.b
     assert mel.shape == (1, N_MELS, 2 * inp["tokens"].shape[1])
     torch.testing.assert_close(mel, expected, rtol=0, atol=1e-5)
 
 
-def test_output_is_new_part_float32_and_deterministic(small_flow):
+def test_output_is_new_part_float32_and_deterministic(tiny_flow):
     inp = _inputs(n_tokens=7, n_prompt=3)
-    a = small_flow.inference(**inp, n_steps=2)
-    b = small_flow.inference(**inp, n_steps=2)
+    a = tiny_flow.inference(**inp, n_steps=2)
+    b = tiny_flow.inference(**inp, n_steps=2)
     assert a.shape == (1, N_MELS, 14) and a.dtype == torch.float32
     assert torch.equal(a, b)  # fixed noise: same input, same mel
 
 
-def test_noise_buffer_is_not_persistent_and_follows_dtype(small_flow):
-    assert "decoder.rand_noise" not in small_flow.state_dict()
-    assert small_flow.decoder.rand_noise.shape == (1, N_MELS, NOISE_FRAMES)
-    half = copy.deepcopy(small_flow).to(torch.bfloat16)
+def test_noise_buffer_is_not_persistent_and_follows_dtype(tiny_flow):
+    assert "decoder.rand_noise" not in tiny_flow.state_dict()
+    assert tiny_flow.decoder.rand_noise.shape == (1, N_MELS, NOISE_FRAMES)
+    half = copy.deepcopy(tiny_flow).to(torch.bfloat16)
     assert half.decoder.rand_noise.dtype == torch.bfloat16
-    assert small_flow.decoder.rand_noise.dtype == torch.float32
+    assert tiny_flow.decoder.rand_noise.dtype == torch.float32
 
 
 @pytest.mark.parametrize(
@@ -140,10 +109,10 @@ def test_noise_buffer_is_not_persistent_and_follows_dtype(small_flow):
         ({"streaming": True, "estimator": ConstantBackend()}, "streaming"),
     ],
 )
-def test_bad_input_raises_value_error(small_flow, change, message):
+def test_bad_input_raises_value_error(tiny_flow, change, message):
     args = {**_inputs(), "n_steps": 1, **change}
     with pytest.raises(ValueError, match=message):
-        small_flow.inference(**args)
+        tiny_flow.inference(**args)
 
 
 def test_chunk_mask_textbook():
@@ -227,8 +196,8 @@ def test_cuda_long_input_is_finite(reference_dir, dtype):
 
 
 @pytest.mark.requires_cuda
-def test_cuda_solver_loop_has_no_host_sync(small_flow):
-    flow = copy.deepcopy(small_flow).to("cuda")
+def test_cuda_solver_loop_has_no_host_sync(tiny_flow):
+    flow = copy.deepcopy(tiny_flow).to("cuda")
     inp = {k: v.to("cuda") for k, v in _inputs().items()}
     with torch.inference_mode():
         mu = flow.encode(torch.cat([inp["prompt_tokens"], inp["tokens"]], dim=1))

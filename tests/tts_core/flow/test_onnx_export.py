@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tts_core.flow.estimator_net import CausalConditionalDecoder, EstimatorConfig
+from tts_core.flow.estimator_net import CausalConditionalDecoder
 from tts_core.flow.model import FlowConfig, FlowModel
 from tts_core.flow.onnx_export import (
     MODEL_DIR_ONNX,
@@ -65,19 +65,6 @@ def tiny_onnx(tiny_estimator, tmp_path_factory) -> Path:
     return export_estimator_onnx(tiny_estimator, tmp_path_factory.mktemp("onnx") / MODEL_DIR_ONNX)
 
 
-def small_estimator(seed: int = 0) -> CausalConditionalDecoder:
-    torch.manual_seed(seed)
-    cfg = EstimatorConfig(
-        in_channels=320,
-        out_channels=80,
-        channels=16,
-        attention_head_dim=8,
-        num_heads=2,
-        n_blocks=1,
-        num_mid_blocks=1,
-        static_chunk_size=50,
-    )
-    return CausalConditionalDecoder(cfg).eval()
 
 
 def test_interface_is_the_official_one(tiny_onnx):
@@ -143,8 +130,8 @@ def test_check_interface_rejects_other_models(tmp_path):
         check_onnx_interface(path)
 
 
-def test_cached_export_is_reused_and_keyed_by_weights(tmp_path):
-    est = small_estimator()
+def test_cached_export_is_reused_and_keyed_by_weights(tmp_path, make_estimator):
+    est = make_estimator()
     first = cached_estimator_onnx(est, tmp_path)
     stamp = first.stat().st_mtime_ns
     assert cached_estimator_onnx(est, tmp_path) == first and first.stat().st_mtime_ns == stamp
@@ -166,15 +153,15 @@ def test_model_dir_onnx_and_file_hash(tmp_path):
     assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_export_rejects_unknown_exporter(tmp_path):
+def test_export_rejects_unknown_exporter(tmp_path, make_estimator):
     with pytest.raises(ValueError, match="exporter"):
-        export_estimator_onnx(small_estimator(), tmp_path / "e.onnx", exporter="tf")
+        export_estimator_onnx(make_estimator(), tmp_path / "e.onnx", exporter="tf")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None, reason="onnxscript is not installed")
-def test_dynamo_exporter_matches_torch(tmp_path):
-    est = small_estimator(1)
+def test_dynamo_exporter_matches_torch(tmp_path, make_estimator):
+    est = make_estimator(1)
     path = export_estimator_onnx(est, tmp_path / "dynamo.onnx", exporter="dynamo")
     check_onnx_interface(path)
     session = _session(path)

@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from tts_core.flow import tensorrt as trt_backend
-from tts_core.flow.estimator_net import CausalConditionalDecoder, EstimatorConfig
 from tts_core.flow.onnx_export import ONNX_INPUTS, ONNX_OUTPUT, example_inputs, export_estimator_onnx
 from tts_core.flow.tensorrt import (
     TRT_NOT_INSTALLED,
@@ -35,19 +34,6 @@ H100 = "NVIDIA H100 80GB HBM3"
 SHA = "ab" * 32
 
 
-def small_estimator(seed: int = 0) -> CausalConditionalDecoder:
-    torch.manual_seed(seed)
-    cfg = EstimatorConfig(
-        320,
-        80,
-        channels=16,
-        attention_head_dim=8,
-        num_heads=2,
-        n_blocks=1,
-        num_mid_blocks=1,
-        static_chunk_size=50,
-    )
-    return CausalConditionalDecoder(cfg).eval()
 
 
 def test_default_profile_is_the_official_one():
@@ -236,12 +222,12 @@ def test_builder_calls(monkeypatch, dtype, flags, io):
         assert layers[untouched].precision is None and layers[untouched].output_types == {}
 
 
-def test_engine_cache_hit_and_miss(monkeypatch, tmp_path):
+def test_engine_cache_hit_and_miss(monkeypatch, tmp_path, make_estimator):
     record: dict = {}
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(record))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: H100)
     monkeypatch.setattr(torch.cuda, "device", lambda device: nullcontext())
-    onnx_path = export_estimator_onnx(small_estimator(), tmp_path / "est.onnx")
+    onnx_path = export_estimator_onnx(make_estimator(), tmp_path / "est.onnx")
     cuda = torch.device("cuda")
     engine, path = load_or_build_engine(onnx_path, torch.bfloat16, TrtProfile(), tmp_path / "trt", cuda)
     assert engine == b"engine-bytes" and record["builds"] == 1 and path.read_bytes() == engine
@@ -266,8 +252,8 @@ def test_build_needs_cuda_flow():
 @pytest.mark.parametrize(
     ("dtype", "max_rel"), [(torch.float16, 1e-2), (torch.bfloat16, 3e-2), (torch.float32, 1e-4)]
 )
-def test_engine_matches_torch(tmp_path, dtype, max_rel):
-    est = small_estimator(2)
+def test_engine_matches_torch(tmp_path, dtype, max_rel, make_estimator):
+    est = make_estimator(2)
     onnx_path = export_estimator_onnx(est, tmp_path / "est.onnx")
     profile = TrtProfile(min_frames=4, opt_frames=200, max_frames=800)
     engine, _ = load_or_build_engine(onnx_path, dtype, profile, tmp_path, torch.device("cuda"))
@@ -285,26 +271,10 @@ def test_engine_matches_torch(tmp_path, dtype, max_rel):
 
 
 @pytest.mark.requires_trt
-def test_tensorrt_flow_backend_runs_the_flow(tmp_path):
-    from tts_core.flow.conformer import EncoderConfig
-    from tts_core.flow.model import FlowConfig, FlowModel
+def test_tensorrt_flow_backend_runs_the_flow(tmp_path, tiny_flow):
     from tts_core.flow.selection import select_estimator_backend
 
-    cfg = FlowConfig(
-        input_size=64,
-        output_size=80,
-        spk_embed_dim=192,
-        vocab_size=6561,
-        token_mel_ratio=2,
-        inference_cfg_rate=0.7,
-        t_scheduler="cosine",
-        encoder=EncoderConfig(
-            64, 64, attention_heads=2, linear_units=128, num_blocks=1, static_chunk_size=25
-        ),
-        estimator=EstimatorConfig(320, 80, 16, 8, 2, 1, 1, 50),
-    )
-    torch.manual_seed(0)
-    flow = FlowModel(cfg).eval().to("cuda", torch.float16)
+    flow = copy.deepcopy(tiny_flow).to("cuda", torch.float16)
     backend = select_estimator_backend(flow, torch.device("cuda"), "tensorrt", None, tmp_path)
     assert backend.name == "tensorrt"
     g = torch.Generator().manual_seed(0)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from tts_core.llm.static_decoder import StaticDecoder
+from tts_core.model.factory import build_networks, write_configs
 from tts_core.options import SynthesisOptions
 
 from .test_llm_parity import build_lm
@@ -53,3 +56,32 @@ def test_cuda_graph_equals_eager_on_gpu(lm):
     eager = gpu.generate(text, ptext, pspeech, opts, gen())
     graph = StaticDecoder(gpu).generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)
     assert torch.equal(eager, graph)
+
+
+@pytest.fixture(scope="module")
+def random_lm(tmp_path_factory):
+    """The tiny LLM with random weights (no reference vectors needed, so it runs on any GPU box)."""
+    model_dir = tmp_path_factory.mktemp("tiny")
+    write_configs(model_dir, "tiny")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lm, _, _ = build_networks(model_dir)
+    return lm.eval()
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_prefill_graph_equals_eager_prefill_on_gpu(random_lm, dtype):
+    gpu = copy.deepcopy(random_lm).to("cuda", dtype)
+    opts = SynthesisOptions(seed=3, fixed_tokens=60)
+    text, ptext, pspeech = (t.cuda() for t in (_ids(1, 12, 4096), _ids(2, 5, 4096), _ids(3, 20, 6561)))
+    gen = lambda: torch.Generator(device="cuda").manual_seed(3)  # noqa: E731
+    decoder = StaticDecoder(gpu)
+    eager = decoder.generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)  # not prepared
+    assert decoder.prepare(text, ptext, pspeech, opts) is None  # the state exists; no prefill graph asked
+    work = decoder.prepare(text, ptext, pspeech, opts, prefill_graph=True)
+    assert work is not None and "prefill graph capture: 39 positions" in work.what
+    graph = decoder.generate(text, ptext, pspeech, opts, gen(), stop_check_every=8)
+    assert (
+        torch.equal(eager, graph) and decoder.prepare(text, ptext, pspeech, opts, prefill_graph=True) is None
+    )

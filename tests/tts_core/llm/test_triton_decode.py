@@ -14,7 +14,6 @@ import torch
 
 from tts_core.llm.speech_lm import SpeechLM
 from tts_core.llm.static_decoder import StaticDecoder, _backbone_step, _new_state, fuse_projections
-from tts_core.model.factory import build_networks, write_configs
 from tts_core.options import SynthesisOptions
 
 pytest.importorskip("triton", reason="Triton is not installed (it comes with requirements-test.txt)")
@@ -30,13 +29,11 @@ ULPS = {torch.float32: 32, torch.bfloat16: 4, torch.float16: 4}
 
 
 @pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory) -> SpeechLM:
+def tiny_lm(tiny_configs) -> SpeechLM:
     """The tiny LLM with random weights; norm weights and biases perturbed so none is trivial."""
-    model_dir = tmp_path_factory.mktemp("tiny")
-    write_configs(model_dir, "tiny")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        lm, _, _ = build_networks(model_dir)
+        lm = SpeechLM(tiny_configs.llm)
         with torch.no_grad():
             for p in lm.parameters():
                 p.add_(0.05 * torch.randn_like(p))

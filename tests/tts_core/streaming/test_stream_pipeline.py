@@ -18,11 +18,13 @@ import pytest
 import soundfile as sf
 import torch
 
+import tts_core.streaming.session as session_module
 from tts_core import SynthesisOptions, load_pipeline
 from tts_core.config_id import ConfigId
 from tts_core.flow.cuda_graph import CudaGraphFlow
 from tts_core.model.factory import write_random_model
-from tts_core.streaming.schedule import OVERLAP_SAMPLES, plan_stream_calls
+from tts_core.streaming.render import ChunkRenderer
+from tts_core.streaming.schedule import OVERLAP_SAMPLES, first_call_tokens, plan_stream_calls
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets" / "prompts"
 SAMPLES_PER_TOKEN = 2 * 480
@@ -79,6 +81,29 @@ def test_stream_yields_chunks_that_stitch_to_the_result(pipe, prompt):
     with pytest.raises(RuntimeError, match="only once"):
         iter(stream)
     assert not _producers_alive()
+
+
+def test_llm_waits_for_the_first_chunk(pipe, prompt, monkeypatch):
+    producers, seen = [], []
+
+    class Spy(session_module._TokenProducer):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            producers.append(self)
+
+    render = ChunkRenderer.render
+
+    def spying_render(self, segment, call, tokens):
+        if (segment, call.index) == (0, 0):  # what the LLM has handed over by the first render
+            seen.append((tokens.shape[1], producers[-1].items.qsize(), producers[-1].resume.is_set()))
+        return render(self, segment, call, tokens)
+
+    monkeypatch.setattr(session_module, "_TokenProducer", Spy)
+    monkeypatch.setattr(ChunkRenderer, "render", spying_render)
+    result = pipe.synthesize("Hello world.", prompt, STREAM)
+    # exactly the first call's tokens, nothing queued after them, the LLM held until the chunk is out
+    assert seen == [(first_call_tokens(prompt.speech_tokens.numel()), 0, False)]
+    assert result.speech_tokens[0].numel() == STREAM.fixed_tokens
 
 
 def test_stream_equals_tokens_to_audio_of_the_same_tokens(pipe, prompt):
@@ -152,7 +177,9 @@ def test_stream_on_cuda_uses_graphs_and_matches_rendering(model_dir, prompt):
     n_total = prompt.speech_tokens.numel() + 300
     gpu.warmup([ConfigId("bfloat16", 5, streaming=True)], max_tokens=n_total)
     streamed = gpu.synthesize("Hello world.", prompt, options)
-    assert streamed.one_time == ()  # every chunk graph was captured by the warm-up
+    # every chunk graph was captured by the warm-up; the prefill graph of this length is new
+    assert [w.what.split(":")[0] for w in streamed.one_time] == ["LLM prefill graph capture"]
+    assert gpu.synthesize("Hello world.", prompt, options).one_time == ()
     rendered = gpu.tokens_to_audio(streamed.speech_tokens, prompt, options)
     assert streamed.backend == "torch-cudagraph" and streamed.llm_backend.startswith("cuda-graph")
     assert np.isfinite(streamed.audio).all() and streamed.audio.shape == rendered.audio.shape

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.tts_core.llm.test_llm_parity import build_lm
 from tts_core.flow.backends import TorchEstimator
 from tts_core.flow.cuda_graph import bucket_tokens, padded_flow_mel
 from tts_core.flow.model import FlowConfig, FlowModel
@@ -24,13 +25,18 @@ from tts_core.streaming.schedule import (
     StreamSchedule,
     cross_fade,
     crossfade_window,
+    first_call_tokens,
     plan_stream_calls,
     prompt_token_pad,
 )
 
-from tests.tts_core.llm.test_llm_parity import build_lm
-
 FLOW_ATOL = 1e-4
+
+
+def test_first_call_tokens_is_the_first_calls_need():
+    for n_prompt in (0, 37, 75, 76, 99):
+        assert plan_stream_calls(n_prompt, 400)[0].n_tokens == first_call_tokens(n_prompt)
+    assert first_call_tokens(75) == 28
 
 
 def _hops(calls) -> list[int]:
@@ -155,3 +161,9 @@ def test_token_pieces_add_up_to_generate(reference_dir):
         pieces = list(decoder.generate_pieces(text, ptext, pspeech, opts, gen(), stop_check_every=4))
         assert all(len(p) == 4 for p in pieces[:-1]) and 1 <= len(pieces[-1]) <= 4
         assert torch.equal(torch.cat(pieces), whole)
+        # The extra check at the first streaming hop: a piece ends right after token 10.
+        fixed = opts.replace(fixed_tokens=20)
+        pieces = list(
+            decoder.generate_pieces(text, ptext, pspeech, fixed, gen(), stop_check_every=4, check_at=10)
+        )
+        assert [len(p) for p in pieces] == [4, 4, 2, 2, 4, 4]
