@@ -1,7 +1,7 @@
 """Blind test tab: the layout and its wiring; what each event does is in abapp/blind_handlers.py.
 
 The experimenter sets up and pre-generates a plan, screens its clips and may drop a configuration
-with failures (abapp/blind_screen_handlers.py); listeners rate hidden pairs. The condition behind
+with failures (abapp/blind_screen_ui.py); listeners rate hidden pairs. The condition behind
 each clip stays on the server (in this session's ``gr.State``); the browser gets fresh copies of the
 clips (abapp/served_clips.py). Each clip counts as heard only once it has played to its end
 (abapp/playback.py); starting one clip pauses the other (a few lines of JavaScript in the page).
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from abapp import blind_handlers as handlers
-from abapp import blind_screen_handlers as screening
 from abapp.blind_handlers import ANCHOR_CHOICES, CONFIG_CHOICES, START_HINT, PanelView, PlanForm, TrialView
-from abapp.blind_screen_handlers import ScreenView
+from abapp.blind_screen_ui import ScreenWidgets, screen_layout, wire_screen
 from abapp.context import AppContext, run_with_buttons_disabled, user_errors
 from abapp.listening_ui import Player, listening_line, wire_players
 from abapp.ratings_ui import PREFERENCE_CHOICES_CLIPS, SCORE_CHOICES, save_rating
@@ -65,30 +64,6 @@ class PanelWidgets:
             )  # fmt: skip
             out |= dict(zip(self.form, values))
         return out
-
-
-@dataclass(frozen=True)
-class ScreenWidgets:
-    """The experimenter's screen of the bank: run it, read it, drop a failed configuration."""
-
-    run: gr.Button
-    summary: gr.Markdown
-    plot: gr.Plot
-    choice: gr.Dropdown
-    drop: gr.Button
-
-    @property
-    def outputs(self) -> list:
-        # NOTE: this order is the API's (/blind_screen, and /blind_drop before the plan status).
-        return [self.summary, self.plot, self.choice]
-
-    def updates(self, view: ScreenView) -> dict:
-        choices = list(view.drop_choices)
-        return {
-            self.summary: view.summary,
-            self.plot: gr.Plot(value=view.figure, visible=view.figure is not None),
-            self.choice: gr.Dropdown(choices=choices, value=choices[0] if choices else None, interactive=bool(choices)),
-        }
 
 
 @dataclass(frozen=True)
@@ -150,19 +125,6 @@ class ListenWidgets:
         }
 
 
-def _screen_layout() -> ScreenWidgets:
-    gr.Markdown("#### Automatic screen of the bank, before the test is opened")
-    run = gr.Button("Screen the bank", elem_id="blind-screen")
-    # NOTE: filled after the page loads, and only for the experimenter: it names the configurations.
-    summary = gr.Markdown(elem_id="blind-screen-summary")
-    plot = gr.Plot(label="Screen per configuration (each clip a dot, the mean a bar; flagged clips red)",
-                   visible=False, elem_id="blind-screen-plot")  # fmt: skip
-    with gr.Row():
-        choice = gr.Dropdown([], label="Configuration with flagged clips", interactive=False, elem_id="blind-drop-choice")
-        drop = gr.Button("Drop it from the plan", variant="stop", elem_id="blind-drop")
-    return ScreenWidgets(run, summary, plot, choice, drop)
-
-
 def _panel_layout(ctx: AppContext) -> tuple[PanelWidgets, PanelButtons, ScreenWidgets]:
     form = handlers.example_form()
     local_hint = " (not needed from this machine)" if ctx.access.generated else ""
@@ -206,7 +168,7 @@ def _panel_layout(ctx: AppContext) -> tuple[PanelWidgets, PanelButtons, ScreenWi
             refresh = gr.Button("Refresh status")
         # NOTE: filled after the page loads, and only for the experimenter: it names the configurations.
         status = gr.Markdown(handlers.LOCKED_HINT, elem_id="blind-plan-status")
-        screen = _screen_layout()
+        screen = screen_layout()
     widgets = PanelWidgets(
         password, status, name, trials, seed, texts, prompts, configs, extra, baseline, anchor, anchor_rate,
         reference_rate, reveal_at_end, external_dir,
@@ -245,7 +207,7 @@ def build_blind(ctx: AppContext, listener: gr.State, demo: gr.Blocks) -> None:
     panel, buttons, screen = _panel_layout(ctx)
     listen, start = _listen_layout()
     changed = _wire_panel(ctx, demo, panel, buttons)
-    _wire_screen(ctx, demo, panel, screen, changed)
+    wire_screen(ctx, demo, screen, panel.password, panel.status, changed, _fill_form(ctx, panel))
     _wire_listening(ctx, listener, listen, start)
 
 
@@ -309,52 +271,6 @@ def _wire_panel(ctx, demo, panel: PanelWidgets, buttons: PanelButtons) -> list:
         concurrency_id="synthesis",
     )
     return [refreshed, from_form, uploaded, generated]
-
-
-def _wire_screen(ctx: AppContext, demo, panel: PanelWidgets, screen: ScreenWidgets, changed: list) -> None:
-    """Screen the bank (progress bar), show the saved screen when the plan or the bank changes, drop."""
-
-    def on_load(request: gr.Request):
-        return screen.updates(screening.screen_on_load(ctx, request))
-
-    @user_errors
-    def show(password, request: gr.Request):
-        return screen.updates(screening.screen_status(ctx, password, request))
-
-    @user_errors
-    def run(password, request: gr.Request, progress=gr.Progress()):  # noqa: B008 - gradio injects it
-        tick = lambda done, total, msg: progress((done, total), desc=msg, unit="clips")  # noqa: E731
-        return screen.updates(screening.screen_bank(ctx, password, request, tick))
-
-    @user_errors
-    def drop(password, label, request: gr.Request):
-        view = screening.drop_configuration(ctx, password, request, label)
-        return screen.updates(view) | {panel.status: view.plan_status}
-
-    demo.load(on_load, None, screen.outputs, api_visibility="private", **QUIET)
-    for event in changed:
-        event.success(show, panel.password, screen.outputs, api_visibility="private", **QUIET)
-    run_with_buttons_disabled(
-        screen.run.click,
-        [screen.run, screen.drop],
-        run,
-        panel.password,
-        screen.outputs,
-        api_name="blind_screen",
-        concurrency_limit=1,
-        concurrency_id="bank_screen",
-        show_progress_on=[screen.summary],
-    )
-    dropped = run_with_buttons_disabled(
-        screen.drop.click,
-        [screen.drop],
-        drop,
-        [panel.password, screen.choice],
-        [*screen.outputs, panel.status],
-        api_name="blind_drop",
-        **QUIET,
-    )
-    dropped.success(**_fill_form(ctx, panel))
 
 
 def _wire_listening(ctx: AppContext, listener: gr.State, listen: ListenWidgets, start: gr.Button) -> None:
