@@ -1,6 +1,7 @@
 """Blind test tab: the layout and its wiring; what each event does is in abapp/blind_handlers.py.
 
-The experimenter sets up and pre-generates a plan; listeners rate hidden pairs. The condition behind
+The experimenter sets up and pre-generates a plan, screens its clips and may drop a configuration
+with failures (abapp/blind_screen_ui.py); listeners rate hidden pairs. The condition behind
 each clip stays on the server (in this session's ``gr.State``); the browser gets fresh copies of the
 clips (abapp/served_clips.py). Each clip counts as heard only once it has played to its end
 (abapp/playback.py); starting one clip pauses the other (a few lines of JavaScript in the page).
@@ -14,6 +15,7 @@ import gradio as gr
 
 from abapp import blind_handlers as handlers
 from abapp.blind_handlers import ANCHOR_CHOICES, CONFIG_CHOICES, START_HINT, PanelView, PlanForm, TrialView
+from abapp.blind_screen_ui import ScreenWidgets, screen_layout, wire_screen
 from abapp.context import AppContext, run_with_buttons_disabled, user_errors
 from abapp.listening_ui import Player, listening_line, wire_players
 from abapp.ratings_ui import PREFERENCE_CHOICES_CLIPS, SCORE_CHOICES, save_rating
@@ -65,6 +67,16 @@ class PanelWidgets:
 
 
 @dataclass(frozen=True)
+class PanelButtons:
+    """The panel's plan actions."""
+
+    plan_file: gr.File
+    use_form: gr.Button
+    generate: gr.Button
+    refresh: gr.Button
+
+
+@dataclass(frozen=True)
 class ListenWidgets:
     """The listening part: states, players, rating widgets and messages."""
 
@@ -113,7 +125,7 @@ class ListenWidgets:
         }
 
 
-def _panel_layout(ctx: AppContext) -> tuple[PanelWidgets, gr.File, gr.Button, gr.Button, gr.Button]:
+def _panel_layout(ctx: AppContext) -> tuple[PanelWidgets, PanelButtons, ScreenWidgets]:
     form = handlers.example_form()
     local_hint = " (not needed from this machine)" if ctx.access.generated else ""
     with gr.Accordion("Experimenter: test plan and clip generation", open=False):
@@ -156,11 +168,12 @@ def _panel_layout(ctx: AppContext) -> tuple[PanelWidgets, gr.File, gr.Button, gr
             refresh = gr.Button("Refresh status")
         # NOTE: filled after the page loads, and only for the experimenter: it names the configurations.
         status = gr.Markdown(handlers.LOCKED_HINT, elem_id="blind-plan-status")
+        screen = screen_layout()
     widgets = PanelWidgets(
         password, status, name, trials, seed, texts, prompts, configs, extra, baseline, anchor, anchor_rate,
         reference_rate, reveal_at_end, external_dir,
     )  # fmt: skip
-    return widgets, plan_file, use_form, generate, refresh
+    return widgets, PanelButtons(plan_file, use_form, generate, refresh), screen
 
 
 def _listen_layout() -> tuple[ListenWidgets, gr.Button]:
@@ -191,21 +204,30 @@ def build_blind(ctx: AppContext, listener: gr.State, demo: gr.Blocks) -> None:
     """Lay out the blind test inside the current ``gr.Tab`` and wire its events."""
     if ctx.notice:
         gr.Markdown(ctx.notice, elem_classes=["random-weights-notice"])
-    panel, plan_file, use_form, generate, refresh = _panel_layout(ctx)
+    panel, buttons, screen = _panel_layout(ctx)
     listen, start = _listen_layout()
-    _wire_panel(ctx, demo, panel, plan_file, use_form, generate, refresh)
+    changed = _wire_panel(ctx, demo, panel, buttons)
+    wire_screen(ctx, demo, screen, panel.password, panel.status, changed, _fill_form(ctx, panel))
     _wire_listening(ctx, listener, listen, start)
 
 
-def _wire_panel(ctx, demo, panel: PanelWidgets, plan_file, use_form, generate, refresh) -> None:
-    everything = [panel.status, *panel.form]
-
-    def on_load(request: gr.Request):
-        return panel.updates(handlers.panel_on_load(ctx, request))
+def _fill_form(ctx: AppContext, panel: PanelWidgets) -> dict:
+    """The event that shows the active plan in the panel (status and form), as ``.success`` keywords."""
 
     @user_errors
     def fill_form(password, request: gr.Request):
         return panel.updates(handlers.panel_status(ctx, password, request))
+
+    outputs = [panel.status, *panel.form]
+    return {"fn": fill_form, "inputs": panel.password, "outputs": outputs, "api_visibility": "private", **QUIET}
+
+
+def _wire_panel(ctx, demo, panel: PanelWidgets, buttons: PanelButtons) -> list:
+    """Wire the plan actions; returns their events after which the plan or its bank may have changed."""
+    everything = [panel.status, *panel.form]
+
+    def on_load(request: gr.Request):
+        return panel.updates(handlers.panel_on_load(ctx, request))
 
     @user_errors
     def status(password, request: gr.Request):
@@ -227,16 +249,20 @@ def _wire_panel(ctx, demo, panel: PanelWidgets, plan_file, use_form, generate, r
         tick = lambda done, total, msg: progress((done, total), desc=msg, unit="clips")  # noqa: E731
         return handlers.pregenerate(ctx, password, request, tick).status
 
-    fill = {"fn": fill_form, "inputs": panel.password, "outputs": everything, "api_visibility": "private", **QUIET}
+    fill = _fill_form(ctx, panel)
     demo.load(on_load, None, everything, api_visibility="private", **QUIET)
-    refresh.click(status, panel.password, panel.status, api_name="blind_status", **QUIET).success(**fill)
-    use_form.click(set_from_form, [panel.password, *panel.form], panel.status, api_name="blind_set_plan", **QUIET)
-    plan_file.upload(
-        from_file, [panel.password, plan_file], panel.status, api_name="blind_load_plan", **QUIET
-    ).success(**fill)
-    run_with_buttons_disabled(
-        generate.click,
-        [generate],
+    refreshed = buttons.refresh.click(status, panel.password, panel.status, api_name="blind_status", **QUIET)
+    refreshed.success(**fill)
+    from_form = buttons.use_form.click(
+        set_from_form, [panel.password, *panel.form], panel.status, api_name="blind_set_plan", **QUIET
+    )
+    uploaded = buttons.plan_file.upload(
+        from_file, [panel.password, buttons.plan_file], panel.status, api_name="blind_load_plan", **QUIET
+    )
+    uploaded.success(**fill)
+    generated = run_with_buttons_disabled(
+        buttons.generate.click,
+        [buttons.generate],
         pregenerate,
         panel.password,
         panel.status,
@@ -244,6 +270,7 @@ def _wire_panel(ctx, demo, panel: PanelWidgets, plan_file, use_form, generate, r
         concurrency_limit=1,
         concurrency_id="synthesis",
     )
+    return [refreshed, from_form, uploaded, generated]
 
 
 def _wire_listening(ctx: AppContext, listener: gr.State, listen: ListenWidgets, start: gr.Button) -> None:

@@ -3,7 +3,9 @@
 One object per process (made in ``app.main``), shared by all sessions: the experimenter sets the
 plan and pre-generates the clips; listeners only read clips from the bank (no GPU work while
 rating). The active plan is saved next to the ratings, so a restarted app continues the same
-test, and the content-addressed bank means nothing is generated twice.
+test, and the content-addressed bank means nothing is generated twice. A configuration that the
+automatic screen found broken can be dropped from the active plan (:meth:`BlindTestRunner.drop`,
+rules in eval/serving/plan_drop.py); the saved plan records the drop, so a restart sees it too.
 
 A plan's clips are of every condition (eval/serving/plan_clips.py): our renderings, the hidden anchor and
 clips imported from another system, which are validated and imported when the plan is set. What
@@ -24,6 +26,7 @@ from abapp.served_clips import served_length, write_served
 from eval.serving.clipbank import Clip, ClipBank
 from eval.serving.loudness import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
 from eval.serving.plan_clips import ClipKeys, import_external, make_plan_clips, plan_clip_keys
+from eval.serving.plan_drop import drop_condition
 from eval.serving.trials import PromptAsset, TestPlan, TextItem, Trial, assign_trials, load_plan
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,32 @@ class BlindTestRunner:
                 f.write(plan.to_json())
             os.replace(tmp, self._plan_file)
         self._plan, self._keys, self._lengths = plan, keys, {}
+
+    def drop(self, label: str, reason: str) -> TestPlan:
+        """Take ``label`` out of the active plan (saved, with ``reason``); ValueError when not allowed.
+
+        The caller checks that nobody has rated the plan yet (eval/serving/plan_drop.py says why)."""
+        with self._lock:
+            if self._plan is None:
+                raise PlanNotReady("no test plan is active: define one or load a plan file first")
+            plan = drop_condition(self._plan, label, reason)
+            try:
+                self._activate(plan, save=True)
+            except ValueError as err:
+                raise ValueError(f"cannot drop `{label}`: {err}") from None
+        log.info("dropped %s from the blind test plan %r: %s", label, plan.name, reason)
+        return plan
+
+    def condition_clips(self) -> tuple[TestPlan | None, dict[tuple[str, str, str], Clip], int]:
+        """(the active plan, {(text id, prompt id, label): clip} of its conditions under test that are in
+        the bank, how many of those clips are missing). The hidden anchor is left out: it is meant to be bad."""
+        with self._lock:
+            plan, keys = self._plan, dict(self._keys)
+        if plan is None:
+            return None, {}, 0
+        under_test = {c.label for c in plan.conditions}
+        found = {at: self.bank.get(key) for at, key in keys.items() if at[2] in under_test}
+        return plan, {at: c for at, c in found.items() if c is not None}, sum(c is None for c in found.values())
 
     def readiness(self) -> tuple[int, int]:
         """(clips in the bank, clips the plan needs)."""
@@ -190,6 +219,7 @@ class BlindTestRunner:
         ]
         if plan.external_configs:
             lines.append(f"**External clips:** {', '.join(plan.external_configs)} from `{plan.external_dir}`  ")
+        lines += [f"**Dropped before the test:** `{d.label}` ({d.reason})  " for d in plan.dropped]
         lines.append(f"**Clips:** {ready} / {total} generated ({state})  ")
         lines.append(self._loudness_line())
         return "\n".join(lines)

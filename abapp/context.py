@@ -27,7 +27,9 @@ from eval.serving.trials import PromptAsset, TextItem
 from tts_core.lru import LruCache
 
 if TYPE_CHECKING:
+    from abapp.bank_screen import BankScreener
     from abapp.blind_runner import BlindTestRunner
+    from abapp.screen_view import PlaygroundScreen
     from tts_core import Pipeline, PromptFeatures
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ class AppContext:
     access: AdminAccess  # who may use the experimenter controls and the Results tab
     app_version: str
     notice: str  # Markdown shown on top of every tab ("" for a real model)
+    screen: PlaygroundScreen  # the automatic screen's models (playground pairs and the bank)
+    bank_screen: BankScreener  # the screen of the active plan's bank, saved beside the ratings
     clock: Callable[[], float] = time.monotonic  # seconds; times how long each clip was played
 
     def check_admin(self, password: str | None, request) -> bool:

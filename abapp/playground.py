@@ -14,7 +14,6 @@ from abapp.context import AppContext, run_with_buttons_disabled, user_errors
 from abapp.listening_ui import Player, listening_line, wire_players
 from abapp.playground_handlers import PairRequest, PairView, SideRequest
 from abapp.ratings_ui import PREFERENCE_CHOICES_AB, SCORE_CHOICES, save_rating
-from abapp.screen_view import PlaygroundScreen
 from abapp.state import Judgement
 from abapp.synthesis import PRESETS, TOKEN_MODE_LABELS
 from eval.serving.loudness import TARGET_LUFS
@@ -205,7 +204,6 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
         )
     generate = gr.Button("Generate A and B", variant="primary", elem_id="pg-generate")
     out, rate = _results_layout()
-    screen = PlaygroundScreen(ctx.pipeline.info.model_dir, ctx.pipeline.info.random_weights)
 
     @user_errors
     def on_generate(text, path, transcript, sa, da, xa, sb, db, xb, mode, ka, kb, match, progress=gr.Progress()):  # noqa: B008
@@ -228,7 +226,7 @@ def build_playground(ctx: AppContext, listener: gr.State) -> None:
     )
     # The screen runs after the clips are on screen, so it never holds them up.
     generated.success(
-        screen.markdown_pair,
+        ctx.screen.markdown_pair,
         out.to_screen,
         [out.screen_a, out.screen_b],
         concurrency_limit=1,

@@ -3,7 +3,8 @@
 The statistics are ``eval.statistics.analysis.summarize`` with the default options: 5% margin, 95%,
 the small-sample two-way cluster-robust t of eval/statistics/cluster_t.py, clustered by listener and
 text (measured level and coverage in docs/verdict-validation.md); a comparison too small for a verdict shows "insufficient" and why.
-With an admin password set, nothing is computed or offered for download without it.
+With an admin password set, nothing is computed or offered for download without it. Below the
+MOS: the automatic screen of the active plan's bank beside it (abapp/results_screen.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
+from abapp.results_screen import screen_beside_mos
 from eval.statistics import analysis, report, sheets
 from eval.statistics.options import StatsOptions
 from eval.statistics.ratings_io import counted_label
@@ -117,7 +119,7 @@ def _snapshot(ctx: AppContext, folder: Path) -> Path:
 
 
 def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_flagged: bool = False):
-    """(table, markdown, preferences markdown, figure, files, baseline dropdown update).
+    """(table, markdown, preferences markdown, figure, files, baseline dropdown update, screen markdown).
 
     ``exclude_flagged``: leave out listeners flagged by the active plan's hidden controls
     (eval/statistics/controls.py states the rule; the method text repeats it).
@@ -142,6 +144,7 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
             None,
             [str(f) for f in files],
             dropdown,
+            "",
         )
     baseline = baseline if baseline in configs else configs[0]
     anchor = plan.anchor_condition if plan is not None else None
@@ -164,6 +167,7 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
         figure,
         [str(f) for f in files],
         dropdown,
+        screen_beside_mos(ctx, mode),
     )
 
 
@@ -194,6 +198,7 @@ def build_results(ctx: AppContext) -> None:
     method = gr.Markdown(elem_id="results-method")
     prefs = gr.Markdown(elem_id="results-preferences")
     plot = gr.Plot(label="MOS, non-inferiority bounds and preferences")
+    screen = gr.Markdown(elem_id="results-screen")
     downloads = gr.File(
         label="Downloads: raw ratings CSV, rating sheet CSV and XLSX",
         file_count="multiple",
@@ -212,6 +217,6 @@ def build_results(ctx: AppContext) -> None:
         [refresh],
         show,
         [password, baseline, mode, exclude],
-        [table, method, prefs, plot, downloads, baseline],
+        [table, method, prefs, plot, downloads, baseline, screen],
         api_name="results",
     )

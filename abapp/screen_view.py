@@ -1,11 +1,12 @@
 """The automatic screen in the app: screen a playground pair after its clips are shown; Markdown views.
 
-* :class:`PlaygroundScreen`: one per app process (made by the playground builder); loads the
+* :class:`PlaygroundScreen`: one per app process (made by ``abapp.ui.make_context``); loads the
   screen's models on first use and keeps the prompts' speaker embeddings (bounded);
 * :func:`pair_screen_input`: what the playground's generate handler hands on (in a ``gr.State``)
   so that a chained event can screen A and B while the listener already hears them;
 * :func:`screen_markdown`: one clip's screen, flags first and impossible to miss;
-* :func:`plan_summary_markdown`: the per-configuration table of a plan's bank for the experimenter.
+* :func:`plan_summary_markdown`: the per-configuration table of a plan's bank for the experimenter;
+  :func:`bank_screen_markdown`: the blind tab's screen section around it (abapp/bank_screen.py).
 
 The screen never runs in the blind test's listener view: it would tell the listener what to hear.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -38,6 +40,10 @@ SCREEN_CSS = """
 #pg-screen-a blockquote, #pg-screen-b blockquote { border-left: 4px solid #b00000; background: #fde8e8; }
 """
 MEASURE_LABELS = {"sim_campplus": "CAM++", "sim_resemblyzer": "resemblyzer"}
+NOT_SCREENED = (
+    "Not screened yet: once the clips are generated, press **Screen the bank** to check every clip "
+    "(predicted MOS, similarity to the prompt, WER/CER, failure flags) before listeners start."
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,8 @@ def pair_screen_input(pair_output, prompt_path: str) -> PairScreenInput:
 
 
 class PlaygroundScreen:
-    """The process-wide screener of the playground (thread-safe; models loaded on first use)."""
+    """The process-wide screener of the app: the playground's pairs and the blind tab's bank
+    (abapp/bank_screen.py) share its models (thread-safe; loaded on first use)."""
 
     def __init__(
         self,
@@ -191,47 +198,62 @@ def screen_markdown(name: str, result: ScreenResult) -> str:
     return banner + "\n\n" + "  \n".join(lines)
 
 
-def screen_active_plan(runner, screen: PlaygroundScreen, progress=None) -> str:
-    """Markdown summary of the active blind-test plan's clips (:class:`abapp.blind_runner.BlindTestRunner`)
-    for the experimenter panel; ``progress(fraction, message)`` as gr.Progress. Screens what is in the
-    bank and says how many clips are still missing."""
-    from eval.screen.plan import bank_clips, screen_bank
-    from eval.screen.summary import summarize
+SUMMARY_MEASURES = (("dnsmos_ovrl", "OVRL"), ("dnsmos_p808", "P.808"), ("sim_campplus", "sim CAM++"),
+                    ("sim_resemblyzer", "sim resemblyzer"), ("error_rate", "WER/CER"))  # fmt: skip
 
-    plan = runner.plan
-    if plan is None:
-        return "No test plan is active yet."
-    clips, missing = bank_clips(
-        plan, runner.bank, runner.pipeline.info.model_hash, runner.texts, runner.prompts
-    )
-    if not clips:
-        return "No clip of the active plan is generated yet: press **Pre-generate clips** first."
-    done = []
 
-    def step(message: str) -> None:
-        done.append(message)
-        if progress is not None:
-            progress(len(done) / len(clips), f"screening {message}")
-
-    rows = screen_bank(plan, clips, screen.screener(), runner.texts, runner.prompts, step)
-    note = (
-        f"\n\n⚠️ {missing} clip(s) of the plan are not generated yet and were not screened." if missing else ""
-    )
-    return plan_summary_markdown(summarize(rows, [c.label for c in plan.configs])) + note
+def _mean_sd(stat) -> str:
+    """'0.812 ± 0.041' over the clips where the measure ran ('–' when it ran on none; no sd for one clip)."""
+    if stat is None:
+        return "–"
+    return f"{stat.mean:.3f}" + (f" ± {stat.sd:.3f}" if math.isfinite(stat.sd) else "")
 
 
 def plan_summary_markdown(summary: Sequence[ConfigScreen]) -> str:
-    """The experimenter's view of a screened plan: per configuration means, flagged count and clips."""
-    head = "| configuration | clips | OVRL | P.808 | sim CAM++ | sim resemblyzer | WER/CER | flagged |"
-    rows = [head, "|" + "---|" * 8]
+    """The experimenter's view of a screened plan: per configuration the mean ± sd of each measure,
+    the flagged count (by flag) and the flagged clips."""
+    head = "| configuration | clips | " + " | ".join(name for _, name in SUMMARY_MEASURES) + " | flagged |"
+    rows = [head, "|" + "---|" * (len(SUMMARY_MEASURES) + 3)]
     for s in summary:
-        cells = [
-            _fmt(s.mean(m), ".3f")
-            for m in ("dnsmos_ovrl", "dnsmos_p808", "sim_campplus", "sim_resemblyzer", "error_rate")
-        ]
-        flag = f"⚠️ **{s.n_flagged}**" if s.n_flagged else "0"
+        cells = [_mean_sd(s.stat(m)) for m, _ in SUMMARY_MEASURES]
+        by_flag = ", ".join(f"{_flag_name(code)} {n}" for code, n in s.flag_counts if n)
+        flag = f"⚠️ **{s.n_flagged}** ({by_flag})" if s.n_flagged else "0"
         rows.append(f"| `{s.config}` | {s.n_clips} | " + " | ".join(cells) + f" | {flag} |")
     flagged = [f"- `{s.config}` {f.text_id} / {f.prompt_id}: {f.details}" for s in summary for f in s.flagged]
     return "\n".join(rows) + (
         "\n\n**Flagged clips**\n" + "\n".join(flagged) if flagged else "\n\nNo clip is flagged."
     )
+
+
+def bank_screen_markdown(screen, plan) -> str:
+    """The blind tab's screen section: what was screened, the table, and what may be dropped.
+
+    ``screen``: :class:`abapp.bank_screen.BankScreen` (None: not screened yet); ``plan``: the active
+    :class:`~eval.serving.trials.TestPlan` (its recorded drops are listed with their reasons)."""
+    dropped = [f"🗑️ **Dropped before the test:** `{d.label}` ({d.reason})" for d in plan.dropped]
+    if screen is None:
+        return "\n\n".join([*dropped, NOT_SCREENED])
+    unscreened = (
+        f" ⚠️ {screen.n_unscreened} clip(s) of the plan are not generated yet and were not screened."
+        if screen.n_unscreened
+        else ""
+    )
+    parts = [
+        *dropped,
+        f"**Screen of the bank** ({len(screen.rows)} clips; files in `{screen.folder}`).{unscreened}",
+        plan_summary_markdown(screen.summary),
+    ]
+    if screen.baseline in screen.flagged:
+        parts.append(
+            f"⚠️ The baseline `{screen.baseline}` has flagged clips. It cannot be dropped (every pair "
+            "compares against it): define a new plan with another baseline, or listen to the flagged clips first."
+        )
+    if screen.droppable:
+        names = ", ".join(f"`{c}`" for c in screen.droppable)
+        parts.append(
+            f"**Can be dropped from the plan:** {names}. Dropping one removes it from every listener's "
+            "trials (the assignment is rebuilt over the rest); it is allowed only before anyone has rated."
+        )
+    elif screen.baseline not in screen.flagged:
+        parts.append("✅ No configuration has a flagged clip: nothing to drop.")
+    return "\n\n".join(parts)

@@ -10,12 +10,13 @@ import gradio as gr
 
 from abapp import APP_VERSION
 from abapp.access import AdminAccess
+from abapp.bank_screen import BankScreener
 from abapp.blind import build_blind
 from abapp.blind_runner import BlindTestRunner
 from abapp.context import RANDOM_WEIGHTS_NOTICE, AppContext, PromptCache, user_errors
 from abapp.playground import build_playground
 from abapp.results_tab import build_results
-from abapp.screen_view import SCREEN_CSS
+from abapp.screen_view import SCREEN_CSS, PlaygroundScreen
 from abapp.state import clean_listener_id
 from eval.serving.clipbank import ClipBank
 from eval.serving.ratings import RatingsStore
@@ -45,6 +46,7 @@ def make_context(
     """
     texts, prompts = load_texts(), load_prompts()
     runner = BlindTestRunner(pipeline, ClipBank(Path(data_dir) / "clips"), texts, prompts, Path(data_dir))
+    screen = PlaygroundScreen(pipeline.info.model_dir, pipeline.info.random_weights)
     return AppContext(
         pipeline=pipeline,
         store=store,
@@ -55,6 +57,8 @@ def make_context(
         access=AdminAccess.from_setting(admin_password),
         app_version=app_version,
         notice=RANDOM_WEIGHTS_NOTICE if pipeline.info.random_weights else "",
+        screen=screen,
+        bank_screen=BankScreener(screen, Path(data_dir)),
         clock=clock,
     )
 

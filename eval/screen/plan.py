@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_outputs(out: Path, rows: list[ClipRow], summary: list[ConfigScreen], doc: dict) -> list[Path]:
+def write_outputs(out: Path, rows: Sequence[ClipRow], summary: Sequence[ConfigScreen], doc: dict) -> list[Path]:
+    """clips.csv, summary.csv, summary.json (``doc``, see :func:`summary_document`) and summary.png in ``out``."""
     written = [write_rows(out / "clips.csv", rows), write_table(out / "summary.csv", summary_table(summary))]
     (out / "summary.json").write_text(
         json.dumps(doc, indent=1, ensure_ascii=False, default=str), encoding="utf-8"
@@ -148,6 +149,30 @@ def _write_outputs(out: Path, rows: list[ClipRow], summary: list[ConfigScreen], 
     fig = plot_summary(rows, summary)
     fig.savefig(out / "summary.png", dpi=120)
     return [*written, out / "summary.json", out / "summary.png"]
+
+
+def summary_document(
+    plan: TestPlan,
+    bank: Path,
+    model_info,
+    screener: Screener,
+    summary: Sequence[ConfigScreen],
+    environment: dict,
+) -> dict:
+    """What summary.json holds: the plan, the model (a :class:`tts_core.results.ModelInfo`), the screen's
+    options and measures (model and version, or why not), the environment and the per-configuration summary."""
+    return _json_safe(
+        {
+            "plan": plan.name,
+            "plan_digest": plan.digest(),
+            "bank": str(bank),
+            "model": asdict(model_info),
+            "options": asdict(screener.options),
+            "measures": [asdict(m) for m in screener.measures()],
+            "environment": environment,
+            "configs": [asdict(s) for s in summary],
+        }
+    )
 
 
 def _json_safe(value):
@@ -196,20 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     summary = summarize(rows, [c.label for c in plan.configs])
-    doc = _json_safe(
-        {
-            "plan": plan.name,
-            "plan_digest": plan.digest(),
-            "bank": str(args.bank),
-            "model": asdict(pipe.info),
-            "options": asdict(options),
-            "measures": [asdict(m) for m in screener.measures()],
-            "environment": environment_info(pipe.info.device, "eval.screen.plan", argv),
-            "configs": [asdict(s) for s in summary],
-        }
-    )
+    environment = environment_info(pipe.info.device, "eval.screen.plan", argv)
+    doc = summary_document(plan, args.bank, pipe.info, screener, summary, environment)
     out = args.out or ROOT / "results" / "screen" / args.plan.stem
-    written = _write_outputs(out, rows, summary, doc)
+    written = write_outputs(out, rows, summary, doc)
     print(f"plan {plan.name!r}: {len(rows)} clips screened ({pipe.info.model_id})")
     if pipe.info.random_weights:
         print("random-weight model: its clips are noise, so the screen exercises the tools only")

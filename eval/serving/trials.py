@@ -6,6 +6,8 @@
 * :func:`assign_trials`: per listener a deterministic (seeded by plan and listener id), balanced and
   shuffled list of trials, so a listener who reloads the page gets the same list back and resumes
   at the first trial without a rating in the CSV.
+* A condition taken out of a plan before the test (eval/serving/plan_drop.py) is gone from its
+  configurations and kept in ``dropped`` with the reason, so the saved plan says what was dropped.
 
 Texts and prompts come from ``assets/texts/sentences.json`` and ``assets/prompts/manifest.json``.
 """
@@ -37,6 +39,7 @@ MAX_TRIALS_PER_LISTENER = 500
 MAX_CONTROL_RATE = 1.0  # at most one anchor (and one reference) trial per test trial
 DEFAULT_ANCHOR_RATE = 0.1  # anchor trials per test trial when a plan names an anchor but no rate
 TRIAL_KINDS = ("test", "anchor", "reference")  # the ratings log's trial_kind values
+PLAN_TAG_CHARS = 8  # trial ids start with this many hex digits of the plan's digest
 
 
 # ----------------------------------------------------------------------------- assets
@@ -97,6 +100,14 @@ def load_prompts(folder: Path = PROMPT_DIR) -> dict[str, PromptAsset]:
 
 
 @dataclass(frozen=True)
+class DroppedCondition:
+    """A condition taken out of a plan before its test was opened, and why (shown to the experimenter)."""
+
+    label: str
+    reason: str  # e.g. "screen: 3 of 4 clips flagged (silent 3)"
+
+
+@dataclass(frozen=True)
 class TestPlan:
     """A listening test: the stimuli (texts x prompts x conditions) and what each listener rates.
 
@@ -121,6 +132,7 @@ class TestPlan:
     reveal_at_end: bool = False  # after the last trial: the listener's mean score per condition
     external_dir: str = ""  # folder of clips made elsewhere, with manifest.json (eval/serving/external.py)
     external_configs: tuple[str, ...] = ()  # that folder's configuration labels in this plan
+    dropped: tuple[DroppedCondition, ...] = ()  # conditions taken out before the test (not in configs)
     __test__ = False  # not a pytest class, despite the name
 
     def __post_init__(self) -> None:
@@ -145,6 +157,9 @@ class TestPlan:
                 f"test plan {self.name!r}: trials_per_listener must be 1..{MAX_TRIALS_PER_LISTENER}"
             )
         self._check_controls(labels)
+        gone = [d.label for d in self.dropped]
+        if len(set(gone)) != len(gone) or set(gone) & set(labels):
+            raise ValueError(f"test plan {self.name!r}: a dropped configuration repeats or is still in the plan: {gone}")
 
     def _check_controls(self, labels: list[str]) -> None:
         for name in ("anchor_rate", "reference_rate"):
@@ -240,7 +255,21 @@ LATER_FIELDS: dict[str, object] = {
     "reveal_at_end": False,
     "external_dir": "",
     "external_configs": (),
+    "dropped": (),
 }
+
+
+def plan_tag(plan: TestPlan) -> str:
+    """The first characters of every trial id of ``plan`` (its digest's, so a changed plan gets new ids)."""
+    return plan.digest()[:PLAN_TAG_CHARS]
+
+
+def _dropped_part(doc: dict) -> tuple[DroppedCondition, ...]:
+    """A plan's ``dropped: [{label, reason}]`` (what plan.to_json writes)."""
+    entries = doc.get("dropped") or ()
+    if not isinstance(entries, (list, tuple)) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("'dropped' must be a list of {label, reason}")
+    return tuple(DroppedCondition(str(e["label"]), str(e.get("reason", ""))) for e in entries)
 
 
 def plan_config(entry: object) -> ConfigId:
@@ -316,6 +345,7 @@ def plan_from_dict(
             reveal_at_end=bool(doc.get("reveal_at_end", False)),
             external_dir=external_dir,
             external_configs=external_configs,
+            dropped=_dropped_part(doc),
         )
     except KeyError as err:
         raise ValueError(f"test plan is missing the field {err.args[0]!r}") from None
@@ -399,9 +429,9 @@ def assign_trials(
     if controls:
         entries += controls
         rng.shuffle(entries)
-    plan_tag, listener_tag = plan.digest()[:8], listener_digest(listener_id)[:8]
+    tag, listener_tag = plan_tag(plan), listener_digest(listener_id)[:8]
     return [
-        Trial(f"{plan_tag}-{listener_tag}-{index:03d}", index, t, p, a, b, first, kind)
+        Trial(f"{tag}-{listener_tag}-{index:03d}", index, t, p, a, b, first, kind)
         for index, (t, p, a, b, first, kind) in enumerate(entries)
     ]
 

@@ -253,9 +253,10 @@ def test_results_tab(app) -> None:
     c = client(app)
     with pytest.raises(AppError, match="admin password"):
         c.predict("nope", "float32-n10", "all", api_name="/results")
-    table, method, prefs, _plot, files, _dropdown = c.predict(
+    table, method, prefs, _plot, files, _dropdown, screen = c.predict(
         PASSWORD, "float32-n10", "all", api_name="/results"
     )
+    assert screen.startswith("Automatic screen:")  # none made yet: it says so (and how to make one)
     logged = rows(app)
     by_config: dict[str, list[int]] = {}
     for r in logged:

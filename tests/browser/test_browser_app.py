@@ -373,6 +373,13 @@ def test_blind_two_trials_with_reload(browser, server) -> None:
     admin.fill("#blind-admin-pw input", PASSWORD)
     admin.click("#blind-generate")
     wait_for_work(admin, "#blind-plan-status", "6 / 6 generated")
+    # The automatic screen of the bank, before the test is opened: a table row per configuration and the plot.
+    admin.click("#blind-screen")
+    wait_for_work(admin, "#blind-screen-summary", "Screen of the bank (6 clips")
+    summary = admin.inner_text("#blind-screen-summary")
+    assert all(f"float32-n{n}\t2\t" in summary for n in (10, 2, 7)), summary  # 2 clips each
+    playwright_api.expect(admin.locator("#blind-screen-plot")).to_be_visible()
+    screenshot(admin, "blind_screen")
     admin.close()
 
     page = open_app(browser, server, "browser-blind")

@@ -87,6 +87,19 @@ def test_silence_fires(slt, gain):
     assert check_silent(audio, OPTIONS).fired is False
 
 
+def test_a_silent_clip_stored_as_16_bit_pcm_is_silent_not_clipped(slt, tmp_path):
+    # Speech 100 dB down, written as the bank writes clips: what is left is +-1 LSB, all "at the peak".
+    import soundfile as sf
+
+    audio, rate, text = slt
+    sf.write(tmp_path / "quiet.wav", audio * 1e-5, rate, subtype="PCM_16")
+    quiet, _ = sf.read(tmp_path / "quiet.wav", dtype="float32")
+    assert check_clipped(quiet, OPTIONS).fired  # the bare check sees a flat top...
+    checks = {c.code: c for c in signal_checks(quiet, rate, text, "en", None, OPTIONS)}
+    assert [code for code, c in checks.items() if c.fired] == [FLAG_SILENT]  # ...the screen reports silence
+    assert checks["clipped"].fired is None and "silent" in checks["clipped"].detail
+
+
 def test_empty_clip_is_silent():
     assert check_silent(np.zeros(0, np.float32), OPTIONS).fired
 

@@ -8,13 +8,14 @@ table is known without running the screen.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from abapp.screen_view import PlaygroundScreen, screen_active_plan
+from abapp.bank_screen import BankScreener
+from abapp.blind_runner import BlindTestRunner
+from abapp.screen_view import PlaygroundScreen, plan_summary_markdown
 from eval.screen import plan as screen_plan
 from eval.screen.options import ScreenOptions
 from eval.screen.screener import load_screener
@@ -22,7 +23,9 @@ from eval.screen.summary import read_rows, summarize, summary_table
 from eval.serving.clipbank import Clip, ClipBank
 from eval.serving.trials import TestPlan, load_plan, load_prompts, load_texts
 from tests.screen_audio import flite, needs_speech_tools, trim_silence, with_white_noise
+from tts_core import load_pipeline
 from tts_core.config_id import ConfigId
+from tts_core.model.factory import demo_model_dir
 
 TEXTS, PROMPTS = load_texts(), load_prompts()
 TEXT_IDS = ("en_07", "en_09", "en_10")
@@ -106,21 +109,14 @@ def test_cli_on_the_demo_model_writes_every_output(tmp_path):
     # The bank now holds the clips with their tokens: a second run generates nothing and agrees.
     assert screen_plan.main(argv) == 0
     assert [r.clip_key for r in read_rows(out / "clips.csv")] == [r.clip_key for r in rows]
-    # The experimenter panel's view of the same bank (what the blind tab would show).
-    runner = SimpleNamespace(
-        plan=load_plan(plan), bank=ClipBank(tmp_path / "bank"), texts=TEXTS, prompts=PROMPTS,
-        pipeline=SimpleNamespace(info=SimpleNamespace(model_hash=doc["model"]["model_hash"])),
-    )  # fmt: skip
-    view = PlaygroundScreen(
-        tmp_path, random_weights=True, options=ScreenOptions(measures=("dnsmos", "flags"))
+    # The blind tab's screen of the same bank (abapp/bank_screen.py) screens the same clips.
+    runner = BlindTestRunner(
+        load_pipeline(demo_model_dir(), device="cpu"), ClipBank(tmp_path / "bank"), TEXTS, PROMPTS, tmp_path / "app"
     )
-    text = screen_active_plan(runner, view)
+    runner.set_plan(load_plan(plan))
+    view = PlaygroundScreen(tmp_path, random_weights=True, options=ScreenOptions(measures=("dnsmos", "flags")))
+    screen = BankScreener(view, tmp_path / "app").run(runner)
+    assert [r.clip_key for r in screen.rows] == [r.clip_key for r in rows]
+    text = plan_summary_markdown(screen.summary)
     assert "| `float32-n2` | 1 |" in text and "| `float32-n1` | 1 |" in text
-
-
-def test_cli_refuses_an_unknown_text(tmp_path, capsys):
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"texts": ["nope"], "prompts": ["en_flite_slt"], "trials_per_listener": 1,
-                                "configs": [{"dtype": "float32", "flow_steps": 2}, {"dtype": "float32", "flow_steps": 1}]}))  # fmt: skip
-    assert screen_plan.main([str(plan), "--demo", "--out", str(tmp_path)]) == 2
-    assert "unknown text ids" in capsys.readouterr().err
+    assert read_rows(tmp_path / "app" / "screen" / "tiny" / "clips.csv") == list(screen.rows)
