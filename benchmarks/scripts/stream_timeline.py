@@ -56,7 +56,7 @@ from tts_core.streaming.schedule import plan_stream_calls  # noqa: E402
 from tts_core.streaming.session import llm_prompt_tokens  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "prompts"
-TEXT = "The weather forecast says it will rain tomorrow afternoon, so bring an umbrella."  # eval.bench's
+TEXT = "The weather forecast says it will rain tomorrow afternoon, so bring an umbrella."  # eval.performance.bench's
 PROMPT_ID = "en_flite_slt"
 VARIANTS = ("base", "switch", "prio", "check2", "all")
 ALONE_REPEATS = 10
