@@ -23,7 +23,7 @@ WARMUP_PROMPT_TEXT_TOKENS = 12
 # 2, 10 and 20 s of audio, so the prefill and the vocoder have met short and long inputs.
 WARMUP_REQUESTS = ((8, 50), (32, 250), (96, 500))
 # Text lengths whose decode states warm-up builds: with the default token ratios they need the KV
-# capacities 1024 and 4096 of llm_static.CAPACITY_LADDER (a sentence up to ~180 text tokens).
+# capacities 1024 and 4096 of tts_core.llm.decode_state.CAPACITY_LADDER (a sentence up to ~180 text tokens).
 WARMUP_TEXT_TOKENS = (4, 180)
 # For streamed configurations, LLM prefill graphs of every length bucket up to this many positions
 # (sos + prompt text + text + task + prompt speech: a 10 s prompt and a long sentence) in the decode

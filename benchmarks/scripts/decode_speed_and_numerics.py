@@ -28,9 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tts_core.llm.decode_state import new_state  # noqa: E402
 from tts_core.llm.qwen2 import Qwen2Config  # noqa: E402
 from tts_core.llm.speech_lm import LLMConfig, SpeechLM  # noqa: E402
-from tts_core.llm.static_decoder import StaticDecoder, _new_state, fuse_projections  # noqa: E402
+from tts_core.llm.static_decoder import StaticDecoder, fuse_projections  # noqa: E402
 from tts_core.llm.triton_backbone import TritonBackbone, speech_logits  # noqa: E402
 from tts_core.model.factory import SIZES  # noqa: E402
 from tts_core.options import SynthesisOptions  # noqa: E402
@@ -69,7 +70,7 @@ def forced_logits_triton(lm: SpeechLM, inputs, forced) -> torch.Tensor:
     step = TritonBackbone(lm.backbone, [f.qkv_weight for f in fused], [f.qkv_bias for f in fused],
                           [f.gate_up_weight for f in fused])  # fmt: skip
     embeds = lm.prefill_embeddings(*inputs)
-    st = _new_state(lm, 1024, 10)
+    st = new_state(lm, 1024, 10)
     st.hidden.copy_(lm.forward_hidden(embeds, st.cache, 0))
     st.pos.fill_(embeds.shape[1])
     out = []

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -43,7 +43,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tts_core.devices import synchronize
-from tts_core.llm.qwen2 import KVCache, apply_rotary
+from tts_core.llm.decode_state import (
+    PREFILL_BUCKET,
+    STEPS_PER_GRAPH,
+    DecodeState,
+    PrefillGraph,
+    kv_capacity,
+    new_state,
+    prefill_bucket,
+)
+from tts_core.llm.qwen2 import apply_rotary
 from tts_core.llm.sampling import SamplingParams, draw_uniforms, ras_sample
 from tts_core.llm.speech_lm import SpeechLM, decode_plan, first_stop, join_pieces
 from tts_core.lru import LruCache
@@ -53,100 +62,9 @@ from tts_core.results import OneTimeWork
 if TYPE_CHECKING:
     from tts_core.llm.triton_backbone import KernelTuning
 
-# KV capacities (positions) a decoder is built for: few distinct shapes, so few compilations and
-# graphs. Attention reads the whole capacity each step (masked), which costs little at these sizes.
-CAPACITY_LADDER = (1024, 4096, 16384)
 MAX_STATES = 6  # captured graphs kept (LRU); each holds a KV cache and a memory pool
-# Prefill graphs kept per decode state (LRU, one per length bucket); they share one memory pool,
-# so each costs its (1, B, hidden) input and output buffers and the graph itself.
-MAX_PREFILL_GRAPHS = 64
-PREFILL_BUCKET = 16  # prefill graph lengths are multiples of this (padding costs < 16 positions)
-
-
-def prefill_bucket(n_prefill: int) -> int:
-    """The length of the prefill graph that serves ``n_prefill`` positions."""
-    return -(-n_prefill // PREFILL_BUCKET) * PREFILL_BUCKET
 WARMUP_STEPS = 2  # eager steps on a side stream before capture (lazy CUDA init, cuBLAS handles)
-# Decode steps per captured graph. Measured on an H100 (bf16, 250 tokens): 1.50 / 1.52 / 1.54 ms
-# per token for 1 / 4 / 8 steps per graph: replay overhead is not what limits decoding.
-STEPS_PER_GRAPH = 1
 STEP_KINDS = ("torch", "compiled", "triton")
-
-
-@dataclass
-class _PrefillGraph:
-    """A captured prefill of one bucket length B: write the request's n <= B embeddings (zeros
-    after them), replay; it fills the state's KV cache positions [0, B) and ``hidden``."""
-
-    graph: torch.cuda.CUDAGraph
-    embeds: Tensor  # (1, B, H) static input, in the weights' dtype
-    hidden: Tensor  # (1, B, H) static output: the last layer's hidden state at every position
-
-    def run(self, embeds: Tensor) -> Tensor:
-        """Prefill ``embeds`` (1, n, H), n <= B -> the hidden state at position n - 1, (1, H)."""
-        n = embeds.shape[1]
-        self.embeds[:, :n].copy_(embeds)
-        self.embeds[:, n:].zero_()
-        self.graph.replay()
-        return self.hidden[:, n - 1]
-
-
-@dataclass
-class _DecodeState:
-    """Every tensor one decode step reads or writes (fixed shapes; updated in place)."""
-
-    cache: KVCache
-    hidden: Tensor  # (1, H) last hidden state, input of the next step
-    pos: Tensor  # (1,) int64 position of the token being fed
-    step: Tensor  # (1,) int64 index of the token being sampled
-    history: Tensor  # (win,) int64 last sampled tokens, -1 padded
-    tokens: Tensor  # (capacity,) int64 sampled tokens
-    uniforms: Tensor  # (capacity, 2) float32
-    min_len: Tensor  # (1,) int64; before it, `early_mask` applies
-    early_mask: Tensor  # (V,) float32, -inf on tokens forbidden before min_len
-    top_p: Tensor  # (1,) float32
-    tau_r: Tensor  # (1,) float32
-    key_positions: Tensor  # (capacity,) int64 0..capacity-1
-    inv_freq: Tensor  # (head_dim/2,) float32 rotary frequencies
-    scores: Tensor  # (V,) float32 speech logits (written by the Triton step's head)
-    graph: torch.cuda.CUDAGraph | None = None
-    # prefill length -> its captured prefill into this state's cache and hidden (CUDA only)
-    prefills: LruCache[int, _PrefillGraph] = field(default_factory=lambda: LruCache(MAX_PREFILL_GRAPHS))
-
-    @property
-    def capacity(self) -> int:
-        return self.tokens.shape[0]
-
-
-def _capacity(n_prefill: int, max_len: int) -> int:
-    """The smallest KV capacity of CAPACITY_LADDER for a request (ValueError when none fits)."""
-    needed = n_prefill + max_len + STEPS_PER_GRAPH  # a last replay may run past max_len
-    capacity = next((c for c in CAPACITY_LADDER if c >= needed), None)
-    if capacity is None:
-        raise ValueError(f"{needed} positions exceed the decoder's largest KV capacity {CAPACITY_LADDER[-1]}")
-    return capacity
-
-
-def _new_state(lm: SpeechLM, capacity: int, win_size: int) -> _DecodeState:
-    w = lm.llm_decoder.weight
-    dev, q = w.device, lm.cfg.qwen
-    n_vocab = lm.cfg.speech_token_size + 3
-    return _DecodeState(
-        cache=KVCache(q, capacity, w.dtype, dev),
-        hidden=torch.zeros(1, q.hidden_size, dtype=w.dtype, device=dev),
-        pos=torch.zeros(1, dtype=torch.long, device=dev),
-        step=torch.zeros(1, dtype=torch.long, device=dev),
-        history=torch.full((win_size,), -1, dtype=torch.long, device=dev),
-        tokens=torch.full((capacity,), -1, dtype=torch.long, device=dev),
-        uniforms=torch.zeros(capacity, 2, device=dev),
-        min_len=torch.zeros(1, dtype=torch.long, device=dev),
-        early_mask=torch.zeros(n_vocab, device=dev),
-        top_p=torch.zeros(1, device=dev),
-        tau_r=torch.zeros(1, device=dev),
-        key_positions=torch.arange(capacity, device=dev),
-        inv_freq=1.0 / (q.rope_theta ** (torch.arange(0, q.head_dim, 2, device=dev).float() / q.head_dim)),
-        scores=torch.zeros(n_vocab, device=dev),
-    )
 
 
 @dataclass
@@ -200,7 +118,7 @@ def _single_query_attention(
     return out.to(q.dtype)
 
 
-def _backbone_step(lm: SpeechLM, st: _DecodeState, x: Tensor, fused: list[_FusedLayer]) -> Tensor:
+def _backbone_step(lm: SpeechLM, st: DecodeState, x: Tensor, fused: list[_FusedLayer]) -> Tensor:
     """One token x (1, 1, H) at position st.pos through the backbone -> (1, H), cache updated."""
     q_cfg = lm.cfg.qwen
     n_kv, d = q_cfg.num_key_value_heads, q_cfg.head_dim
@@ -227,7 +145,7 @@ def _backbone_step(lm: SpeechLM, st: _DecodeState, x: Tensor, fused: list[_Fused
     return backbone.norm(x)[:, -1]
 
 
-def _sample_token(lm: SpeechLM, st: _DecodeState, params: SamplingParams, scores: Tensor) -> Tensor:
+def _sample_token(lm: SpeechLM, st: DecodeState, params: SamplingParams, scores: Tensor) -> Tensor:
     """Sample the token at st.step from ``scores`` (V,) float32 logits and record it -> (1,) int64."""
     scores = torch.where(st.step < st.min_len, scores + st.early_mask, scores)
     # Device tensors for the values that change between calls, so one graph serves them all.
@@ -238,7 +156,7 @@ def _sample_token(lm: SpeechLM, st: _DecodeState, params: SamplingParams, scores
     return token
 
 
-def _decode_step(lm: SpeechLM, st: _DecodeState, params: SamplingParams, fused: list[_FusedLayer]) -> None:
+def _decode_step(lm: SpeechLM, st: DecodeState, params: SamplingParams, fused: list[_FusedLayer]) -> None:
     """Sample the token at st.step from st.hidden, record it, and run it through the backbone."""
     scores = lm.llm_decoder(st.hidden)[0].float()  # softmax(logits) = softmax(log_softmax(logits))
     token = _sample_token(lm, st, params, scores)
@@ -247,7 +165,7 @@ def _decode_step(lm: SpeechLM, st: _DecodeState, params: SamplingParams, fused: 
     st.step.add_(1)
 
 
-def _sample_and_embed(lm: SpeechLM, st: _DecodeState, params: SamplingParams) -> Tensor:
+def _sample_and_embed(lm: SpeechLM, st: DecodeState, params: SamplingParams) -> Tensor:
     """The torch part of a Triton step: sample from st.scores -> the token's embedding (H,)."""
     return lm.speech_embedding(_sample_token(lm, st, params, st.scores))[0]
 
@@ -303,10 +221,10 @@ class StaticDecoder:
             if step_kind == "compiled"
             else _decode_step
         )
-        self._states: LruCache[tuple[int, int, int], _DecodeState] = LruCache(MAX_STATES)
+        self._states: LruCache[tuple[int, int, int], DecodeState] = LruCache(MAX_STATES)
         self._prefill_pool: tuple[int, int] | None = None  # shared by every prefill graph (made at first use)
 
-    def _step(self, st: _DecodeState, params: SamplingParams) -> None:
+    def _step(self, st: DecodeState, params: SamplingParams) -> None:
         """One decode step: sample the token at st.step, feed it, advance pos and step."""
         if self._triton is None:
             self._torch_step(self.lm, st, params, self._fused)
@@ -332,7 +250,7 @@ class StaticDecoder:
         plan = decode_plan(text_ids, options)
         # prefill = sos + prompt text + text + task id + prompt speech (see prefill_embeddings)
         n_prefill = 2 + prompt_text_ids.numel() + text_ids.numel() + prompt_speech_tokens.numel()
-        capacity = _capacity(n_prefill, plan.max_len)
+        capacity = kv_capacity(n_prefill, plan.max_len)
         st = self._states.get((capacity, plan.sampling.win_size, plan.sampling.top_k))
         bucket = prefill_bucket(n_prefill)
         need_prefill = (
@@ -357,12 +275,12 @@ class StaticDecoder:
         dtype = str(self.lm.llm_decoder.weight.dtype).removeprefix("torch.")
         return OneTimeWork(f"LLM {', '.join(parts)} ({dtype})", time.perf_counter() - start)
 
-    def _state(self, capacity: int, params: SamplingParams) -> _DecodeState:
+    def _state(self, capacity: int, params: SamplingParams) -> DecodeState:
         key = (capacity, params.win_size, params.top_k)
         st = self._states.get(key)
         if st is not None:
             return st
-        st = _new_state(self.lm, capacity, params.win_size)
+        st = new_state(self.lm, capacity, params.win_size)
         if self.use_graphs:
             self._capture(st, params)
         self._states.put(key, st)
@@ -394,7 +312,7 @@ class StaticDecoder:
         return OneTimeWork(what, time.perf_counter() - start)
 
     @torch.inference_mode()
-    def _prefill_graph(self, st: _DecodeState, bucket: int) -> _PrefillGraph:
+    def _prefill_graph(self, st: DecodeState, bucket: int) -> PrefillGraph:
         """Capture the prefill of ``bucket`` positions into ``st``'s cache (and a hidden buffer)."""
         entry = st.prefills.get(bucket)
         if entry is not None:
@@ -420,11 +338,11 @@ class StaticDecoder:
         # a prefill's results (cache, hidden) live outside the pool.
         with torch.cuda.graph(graph, pool=self._prefill_pool, capture_error_mode="thread_local"):
             run()
-        entry = _PrefillGraph(graph, embeds, hidden)
+        entry = PrefillGraph(graph, embeds, hidden)
         st.prefills.put(bucket, entry)
         return entry
 
-    def _capture(self, st: _DecodeState, params: SamplingParams) -> None:
+    def _capture(self, st: DecodeState, params: SamplingParams) -> None:
         st.top_p.fill_(0.5)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -478,7 +396,7 @@ class StaticDecoder:
         lm = self.lm
         embeds = lm.prefill_embeddings(text_ids.long(), prompt_text_ids.long(), prompt_speech_tokens.long())
         n_prefill = embeds.shape[1]
-        st = self._state(_capacity(n_prefill, max_len), params)
+        st = self._state(kv_capacity(n_prefill, max_len), params)
         device = st.tokens.device
 
         prefill = st.prefills.get(prefill_bucket(n_prefill))

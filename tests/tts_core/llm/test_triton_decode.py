@@ -12,8 +12,9 @@ import copy
 import pytest
 import torch
 
+from tts_core.llm.decode_state import new_state
 from tts_core.llm.speech_lm import SpeechLM
-from tts_core.llm.static_decoder import StaticDecoder, _backbone_step, _new_state, fuse_projections
+from tts_core.llm.static_decoder import StaticDecoder, _backbone_step, fuse_projections
 from tts_core.options import SynthesisOptions
 
 pytest.importorskip("triton", reason="Triton is not installed (it comes with requirements-test.txt)")
@@ -69,7 +70,7 @@ SPLIT_TUNING = KernelTuning(attention_block_l=4, attention_splits=4, qkv_half_bl
 def test_step_matches_torch_step(tiny_lm, dtype, tuning):
     lm = copy.deepcopy(tiny_lm).to(dtype)
     fused = fuse_projections(lm)
-    ref, got = _new_state(lm, 32, 10), _new_state(lm, 32, 10)
+    ref, got = new_state(lm, 32, 10), new_state(lm, 32, 10)
     hidden = lm.cfg.qwen.hidden_size
     gen = torch.Generator().manual_seed(1)
     with torch.inference_mode():
