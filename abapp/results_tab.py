@@ -13,6 +13,7 @@ import logging
 import math
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -118,8 +119,27 @@ def _snapshot(ctx: AppContext, folder: Path) -> Path:
     return out
 
 
-def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_flagged: bool = False):
-    """(table, markdown, preferences markdown, figure, files, baseline dropdown update, screen markdown).
+@dataclass(frozen=True)
+class ResultsView:
+    """What the Results tab shows after "Show results"."""
+
+    table: pd.DataFrame  # one row per configuration (TABLE_COLUMNS)
+    method: str  # Markdown: criterion, method, counts
+    preferences: str  # Markdown table of preference shares
+    figure: object | None  # the report's matplotlib Figure
+    files: list[str]  # downloads: ratings snapshot, rating sheets
+    baseline: gr.Dropdown  # the baseline choices present in the log
+    screen: str  # Markdown: the automatic screen beside the MOS
+
+    def updates(self) -> tuple:
+        """In the order of :func:`build_results`' outputs."""
+        return self.table, self.method, self.preferences, self.figure, self.files, self.baseline, self.screen
+
+
+def compute_results(
+    ctx: AppContext, baseline: str | None, mode: str, exclude_flagged: bool = False
+) -> ResultsView:
+    """The MOS table, method text, preferences, figure, downloads and screen of the ratings log.
 
     ``exclude_flagged``: leave out listeners flagged by the active plan's hidden controls
     (eval/statistics/controls.py states the rule; the method text repeats it).
@@ -137,7 +157,7 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
         choices=configs, value=baseline if baseline in configs else (configs[0] if configs else None)
     )
     if not rows:
-        return (
+        return ResultsView(
             pd.DataFrame(columns=TABLE_COLUMNS),
             "No ratings yet.",
             "",
@@ -160,14 +180,14 @@ def compute_results(ctx: AppContext, baseline: str | None, mode: str, exclude_fl
         sheets.write_rating_sheet_csv(sheets.summary_table(summary), folder / "rating-sheet-summary.csv")
     )
     files.append(sheets.write_xlsx(summary, pd.DataFrame(rows), folder / "rating-sheet.xlsx"))
-    return (
-        summary_frame(summary),
-        _method_markdown(summary, method_descriptions(summary.options.method)),
-        preferences_markdown(summary),
-        figure,
-        [str(f) for f in files],
-        dropdown,
-        screen_beside_mos(ctx, mode),
+    return ResultsView(
+        table=summary_frame(summary),
+        method=_method_markdown(summary, method_descriptions(summary.options.method)),
+        preferences=preferences_markdown(summary),
+        figure=figure,
+        files=[str(f) for f in files],
+        baseline=dropdown,
+        screen=screen_beside_mos(ctx, mode),
     )
 
 
@@ -186,7 +206,9 @@ def build_results(ctx: AppContext) -> None:
         )
         mode = gr.Radio(MODE_CHOICES, value="blind", label="Judgements")
         exclude = gr.Checkbox(
-            value=False, label="Exclude listeners flagged by the hidden anchor / reference", elem_id="results-exclude"
+            value=False,
+            label="Exclude listeners flagged by the hidden anchor / reference",
+            elem_id="results-exclude",
         )
         refresh = gr.Button("Show results", variant="primary", elem_id="results-refresh")
     table = gr.Dataframe(
@@ -210,7 +232,7 @@ def build_results(ctx: AppContext) -> None:
     @user_errors
     def show(pw, base, which, drop_flagged, request: gr.Request):
         ctx.require_admin(pw, request, "the results")
-        return compute_results(ctx, base, which, drop_flagged)
+        return compute_results(ctx, base, which, drop_flagged).updates()
 
     run_with_buttons_disabled(
         refresh.click,
