@@ -20,9 +20,10 @@ from pathlib import Path
 from abapp.context import AppContext
 from abapp.playback import ClipPlayback
 from abapp.state import PairState, Side
+from eval.serving.assignment import Trial, next_trial
 from eval.serving.clipbank import Clip
 from eval.serving.conditions import ANCHOR_LOWPASS, Condition
-from eval.serving.trials import TestPlan, Trial, load_plan, next_trial, plan_from_dict
+from eval.serving.trials import TestPlan, load_plan, plan_from_dict
 from tts_core.config_id import ConfigId
 
 ROOT = Path(__file__).resolve().parents[1]

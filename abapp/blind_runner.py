@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abapp.served_clips import served_length, write_served
+from eval.serving.assignment import Trial, assign_trials
 from eval.serving.clipbank import Clip, ClipBank
 from eval.serving.loudness import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
 from eval.serving.plan_clips import ClipKeys, import_external, make_plan_clips, plan_clip_keys
 from eval.serving.plan_drop import drop_condition
-from eval.serving.trials import PromptAsset, TestPlan, TextItem, Trial, assign_trials, load_plan
+from eval.serving.trials import PromptAsset, TestPlan, TextItem, load_plan
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,19 @@ one line, and how to make one.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from abapp.context import AppContext
 from eval.screen.agreement import LEVEL_CLIPS, LEVEL_CONFIGS, SHOWN, ScreenAgreement, compare_with_listeners
+from eval.serving.ratings_schema import COLUMNS
 from eval.statistics.ratings_io import drop_duplicate_trials, read_ratings
 from eval.statistics.summary import format_number
 
 NO_PLAN = "Automatic screen: no blind-test plan is active, so there is no clip bank to compare with."
 
 
-def _num(value: float | None, fmt: str = ".2f") -> str:
+def table_number(value: float | None, fmt: str = ".2f") -> str:
+    """A number in the Results tab's tables ('–' when missing)."""
     return format_number(value, fmt, missing="–")
 
 
@@ -30,18 +34,16 @@ def no_screen_line(plan_name: str) -> str:
     )
 
 
-def screen_beside_mos(ctx: AppContext, mode: str) -> str:
-    """Markdown: the screen's means beside the human MOS and their rank correlations (``mode``:
-    "blind" keeps blind judgements only, as the table above)."""
+def screen_beside_mos(ctx: AppContext, rows: list[dict[str, str]]) -> str:
+    """Markdown: the screen's means beside the human MOS and their rank correlations over ``rows``
+    (the ratings the table above counts: the store's rows, blind only when it shows blind only)."""
     plan = ctx.blind.plan
     if plan is None:
         return NO_PLAN
     screen = ctx.bank_screen.saved(ctx.blind)
     if screen is None:
         return no_screen_line(plan.name)
-    table, _ = drop_duplicate_trials(read_ratings(ctx.store.path))
-    if mode == "blind":
-        table = table.loc[table["mode"] == "blind"].reset_index(drop=True)
+    table, _ = drop_duplicate_trials(read_ratings(pd.DataFrame(rows, columns=COLUMNS)))
     return agreement_markdown(compare_with_listeners(table, screen.rows), plan.name)
 
 
@@ -56,8 +58,8 @@ def agreement_markdown(agreement: ScreenAgreement, plan_name: str) -> str:
         "|" + "---|" * (len(SHOWN) + 3),
     ]
     for c in agreement.configs:
-        means = [_num(c.screen_mean(m), ".3f") for m, _ in SHOWN]
-        lines.append(f"| `{c.config}` | {c.n_rated_clips} / {c.n_clips} | {_num(c.human_mos)} | " + " | ".join(means) + " |")
+        means = [table_number(c.screen_mean(m), ".3f") for m, _ in SHOWN]
+        lines.append(f"| `{c.config}` | {c.n_rated_clips} / {c.n_clips} | {table_number(c.human_mos)} | " + " | ".join(means) + " |")
     lines += [
         "",
         "Spearman rank correlation with the human score (WER/CER should be negative, the others positive):",
@@ -67,8 +69,8 @@ def agreement_markdown(agreement: ScreenAgreement, plan_name: str) -> str:
     ]
     for m, name in SHOWN:
         by_config, by_clip = agreement.correlation(m, LEVEL_CONFIGS), agreement.correlation(m, LEVEL_CLIPS)
-        config_cell = f"{_num(by_config.rho)} ({by_config.n}{', ' + by_config.note if by_config.note else ''})"
-        clip_cell = f"{_num(by_clip.rho)} ({by_clip.n}, p {_num(by_clip.p_value, '.3f')}{', ' + by_clip.note if by_clip.note else ''})"
+        config_cell = f"{table_number(by_config.rho)} ({by_config.n}{', ' + by_config.note if by_config.note else ''})"
+        clip_cell = f"{table_number(by_clip.rho)} ({by_clip.n}, p {table_number(by_clip.p_value, '.3f')}{', ' + by_clip.note if by_clip.note else ''})"
         lines.append(f"| {name} | {config_cell} | {clip_cell} |")
     lines += [
         "",

@@ -21,11 +21,11 @@ import gradio as gr
 import pandas as pd
 
 from abapp.context import AppContext, fresh_temp_dir, run_with_buttons_disabled, user_errors
-from abapp.results_screen import screen_beside_mos
+from abapp.results_screen import screen_beside_mos, table_number
 from eval.statistics import analysis, report, sheets
 from eval.statistics.options import StatsOptions
 from eval.statistics.ratings_io import counted_label
-from eval.statistics.summary import format_number, method_descriptions
+from eval.statistics.summary import method_descriptions
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,6 @@ VERDICT_ICONS = {
 }
 
 
-def _num(value: float | None, fmt: str = ".2f") -> str:
-    return format_number(value, fmt, missing="–")
-
-
 def _configs_in(rows: list[dict[str, str]]) -> list[str]:
     """Configurations as the statistics count them (eval.statistics.ratings_io.counted_label), most rated first."""
     counts = Counter(counted_label(r[f"{k}_config"], r[f"{k}_dtype"])[0] for r in rows for k in ("a", "b"))
@@ -71,11 +67,11 @@ def summary_frame(summary) -> pd.DataFrame:
                 "ratings": c.n_ratings,
                 "listeners": c.n_listeners,
                 "texts": c.n_texts,
-                "MOS": _num(c.mos),
-                "95% CI": f"{_num(c.ci_low)} – {_num(c.ci_high)}" if math.isfinite(c.ci_low) else "–",
-                "vs baseline": "–" if c.verdict == "baseline" else f"{_num(100 * c.rel_change, '+.1f')}%",
+                "MOS": table_number(c.mos),
+                "95% CI": f"{table_number(c.ci_low)} – {table_number(c.ci_high)}" if math.isfinite(c.ci_low) else "–",
+                "vs baseline": "–" if c.verdict == "baseline" else f"{table_number(100 * c.rel_change, '+.1f')}%",
                 "test": c.comparison or "–",  # which judgements "vs baseline" and the bound use
-                "lower bound": _num(c.noninferiority_lower_bound, ".3f"),
+                "lower bound": table_number(c.noninferiority_lower_bound, ".3f"),
                 "verdict": VERDICT_ICONS.get(c.verdict, c.verdict) + (f": {c.reason}" if c.reason else ""),
             }
         )
@@ -91,7 +87,7 @@ def preferences_markdown(summary) -> str:
         share = lambda s: f"{100 * s.estimate:.0f}% ({100 * s.low:.0f}–{100 * s.high:.0f})"  # noqa: E731
         lines.append(
             f"| `{p.config_x}` vs `{p.config_y}` | {p.n} | {share(p.share_x)} | {share(p.share_y)} | "
-            f"{share(p.share_none)} | {_num(p.p_value, '.3f')} |"
+            f"{share(p.share_none)} | {table_number(p.p_value, '.3f')} |"
         )
     return "\n".join(lines) if summary.preferences else "No preference votes yet."
 
@@ -187,7 +183,7 @@ def compute_results(
         figure=figure,
         files=[str(f) for f in files],
         baseline=dropdown,
-        screen=screen_beside_mos(ctx, mode),
+        screen=screen_beside_mos(ctx, rows),
     )
 
 

@@ -5,8 +5,8 @@ token loop), the experimenter can drop that configuration instead of asking list
 :func:`drop_condition` returns the plan without it, with the drop recorded in ``plan.dropped``; the
 rest follows from the plan being a value:
 
-* the pairs, and therefore every listener's balanced assignment (eval/serving/trials.py
-  :func:`~eval.serving.trials.assign_trials`), are rebuilt over the remaining conditions, and no
+* the pairs, and therefore every listener's balanced assignment (eval/serving/assignment.py
+  :func:`~eval.serving.assignment.assign_trials`), are rebuilt over the remaining conditions, and no
   trial can name the dropped one;
 * the plan's digest changes, so its trial ids are new. That is why a drop is refused once anyone
   has rated a trial of the plan (:func:`check_not_started`): those listeners would find a different

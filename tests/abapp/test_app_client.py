@@ -17,7 +17,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from eval.serving import loudness  # noqa: E402
-from eval.serving.trials import assign_trials, load_prompts, load_texts, plan_from_dict  # noqa: E402
+from eval.serving.assignment import assign_trials  # noqa: E402
+from eval.serving.trials import load_prompts, load_texts, plan_from_dict  # noqa: E402
 from tests.app_helpers import client, listen, listen_both, rows, running_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

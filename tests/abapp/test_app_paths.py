@@ -22,8 +22,9 @@ from abapp.state import Judgement, rating_row
 from abapp.synthesis import make_options, read_prompt_audio, render_pair, result_markdown
 from abapp.ui import make_context
 from app import warmup_configs
+from eval.serving.assignment import assign_trials
 from eval.serving.ratings import RatingsStore
-from eval.serving.trials import assign_trials, plan_from_dict
+from eval.serving.trials import plan_from_dict
 from eval.statistics import analysis, report
 from tts_core import load_pipeline
 from tts_core.flow.backends import TorchEstimator

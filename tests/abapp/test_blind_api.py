@@ -24,7 +24,8 @@ from scipy import stats as sps
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from eval.serving.trials import assign_trials, load_plan, load_prompts, load_texts  # noqa: E402
+from eval.serving.assignment import assign_trials  # noqa: E402
+from eval.serving.trials import load_plan, load_prompts, load_texts  # noqa: E402
 from eval.statistics import report  # noqa: E402
 from tests.app_helpers import client, listen_both, rows, running_app  # noqa: E402
 from tests.eval.serving.test_blind_controls import external_folder  # noqa: E402

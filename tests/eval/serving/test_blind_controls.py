@@ -25,13 +25,14 @@ from abapp.access import AdminAccess, is_local
 from abapp.served_clips import LEAD_MAX_S, PCM16_STEP, served_audio, served_length, write_served
 from eval.serving import loudness
 from eval.serving.anchors import lowpass
+from eval.serving.assignment import assign_trials
 from eval.serving.clipbank import ClipBank
 from eval.serving.conditions import Condition, check_external_label
 from eval.serving.external import ExternalClipsError, import_folder, validate_folder
 from eval.serving.external_manifest import MANIFEST_NAME
 from eval.serving.plan_clips import import_external, plan_clip_keys
 from eval.serving.ratings_schema import COLUMNS
-from eval.serving.trials import assign_trials, plan_from_dict
+from eval.serving.trials import plan_from_dict
 from eval.statistics import analysis, controls, report, screening
 from eval.statistics.ratings_io import read_ratings
 from tests.conftest import judgement

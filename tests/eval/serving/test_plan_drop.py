@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
+from eval.serving.assignment import assign_trials
 from eval.serving.plan_drop import check_not_started, drop_condition, ratings_of_plan
-from eval.serving.trials import DroppedCondition, assign_trials, plan_from_dict
+from eval.serving.trials import DroppedCondition, plan_from_dict
 
 LISTENERS = [f"listener-{k}" for k in range(40)]
 

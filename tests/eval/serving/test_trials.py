@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from eval.serving.assignment import assign_trials, next_trial
 from eval.serving.clipbank import ClipBank, build_bank, clip_key
 from eval.serving.ratings import RatingsStore
-from eval.serving.trials import assign_trials, load_plan, next_trial, plan_from_dict
+from eval.serving.trials import load_plan, plan_from_dict
 from tts_core.options import SynthesisOptions
 from tts_core.results import GeneratedTokens, SynthesisResult, Timings
 
