@@ -29,6 +29,18 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 from eval.serving.ratings import RatingsStore  # noqa: E402
 from eval.serving.ratings_schema import COLUMNS  # noqa: E402
+from tests.browser_page import (  # noqa: E402
+    NO_DEADLINE,
+    choose,
+    expect_error,
+    play,
+    player_state,
+    press,
+    screenshot,
+    visible_error_badges,
+    wait_for_work,
+    wait_text,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,10 +54,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "browser-admin"
-# NOTE: no deadline on work whose length depends on the machine (start-up, synthesis): the test
-# waits for the app's own signals (its URL answers; the status line; an error toast) for as long as
-# the app process lives. A dead app or an error toast fails at once.
-NO_DEADLINE = 900_000  # ms: a generous backstop, so a lost signal fails instead of hanging CI
 # Plan-only configurations: these labels appear nowhere in the page unless the plan leaks.
 PLAN = {
     "name": "browser plan",
@@ -178,96 +186,6 @@ def open_app(browser, server, listener: str | None = None):
         page.click("#listener-set")
         page.wait_for_function("document.querySelector('#listener-set').innerText.includes('Listening as')")
     return page
-
-
-def expect_error(page, pattern: str) -> None:
-    """Wait for an error toast whose text matches ``pattern``, then close every toast."""
-    page.wait_for_function(
-        "re => [...document.querySelectorAll('.toast-body')].some(t => new RegExp(re).test(t.innerText))",
-        arg=pattern,
-        timeout=30_000,
-    )
-    assert "Traceback" not in page.inner_text("body")
-    for close in page.locator(".toast-close").all():
-        close.click()
-    page.wait_for_function("() => !document.querySelector('.toast-body')", timeout=30_000)  # gone, not fading
-
-
-def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
-    page.wait_for_function(
-        "([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)",
-        arg=[selector, text],
-        timeout=timeout,
-    )
-
-
-LISTENING_LINES = {"pg-audio-a": ("#pg-listening", "A ✓"), "pg-audio-b": ("#pg-listening", "B ✓"),
-                   "blind-audio-1": ("#blind-listening", "Clip 1 ✓"), "blind-audio-2": ("#blind-listening", "Clip 2 ✓")}  # fmt: skip
-
-
-def press(page, audio_id: str, button: str) -> None:
-    page.locator(f"#{audio_id} .play-pause-wrapper button[aria-label='{button}']").click()
-
-
-def player_state(page, audio_id: str) -> str:
-    """'Play' while paused or stopped, 'Pause' while playing (the label of its main button)."""
-    return page.locator(f"#{audio_id} .play-pause-wrapper button").nth(1).get_attribute("aria-label")
-
-
-def wait_for_work(page, selector: str, text: str) -> None:
-    """Wait, with no deadline, until ``selector`` shows ``text`` (the work is done) or an error toast
-    appears (then fail with its message)."""
-    page.wait_for_function(
-        "([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)"
-        " || [...document.querySelectorAll('.toast-body')].some(e => /error/i.test(e.className + e.innerText))",
-        arg=[selector, text],
-        timeout=NO_DEADLINE,
-    )
-    toasts = [t.inner_text() for t in page.locator(".toast-body").all()]
-    assert text in page.inner_text(selector), f"the app reported an error instead: {toasts}"
-
-
-# The player has its clip: wavesurfer's media element (in its shadow root) has enough data and the
-# waveform is drawn. A Play pressed before that is lost on a busy machine (seen after a reload).
-PLAYER_READY_JS = """(id) => {
-  const root = document.querySelector(`#${id} #waveform > div`)?.shadowRoot;
-  const media = root?.querySelector('audio, video');
-  return !!media && media.readyState >= 3 && root.querySelectorAll('canvas').length > 0;
-}"""
-
-
-def play(page, audio_id: str) -> None:
-    """Play a clip to its end: the app says so in its listening line once the server counted it.
-
-    Each wait is for a signal of the page or the app (the clip loaded, the player playing or done,
-    the server's listening line), so a slow machine only makes it slower.
-    """
-    page.wait_for_function(PLAYER_READY_JS, arg=audio_id, timeout=NO_DEADLINE)
-    press(page, audio_id, "Play")
-    line, heard = LISTENING_LINES[audio_id]
-    page.wait_for_function(
-        "([id, s, t]) => (document.querySelector(s)?.innerText || '').includes(t)"
-        " || !!document.querySelector(`#${id} .play-pause-wrapper button[aria-label='Pause']`)",
-        arg=[audio_id, line, heard],
-        timeout=NO_DEADLINE,
-    )
-    wait_for_work(page, line, heard)
-
-
-def visible_error_badges(page) -> int:
-    """Error badges shown on output components (the toast is the one message a refusal gives)."""
-    return page.evaluate("() => document.querySelectorAll('[data-testid=status-tracker]:not(.hide) .error').length")
-
-
-def choose(page, radio_id: str, label: str) -> None:
-    page.locator(f"#{radio_id} label:has-text('{label}')").click()
-
-
-def screenshot(page, name: str) -> None:
-    folder = os.environ.get("AB_SCREENSHOT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def csv_rows(server) -> list[dict[str, str]]:
