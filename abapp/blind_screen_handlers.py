@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from abapp.bank_screen import BankScreen
 from abapp.context import AppContext
 from abapp.screen_view import bank_screen_markdown
-from eval.serving.plan_drop import check_not_started, drop_condition
+from eval.serving.plan_drop import check_droppable, check_not_started
 
 LOCKED = ""  # nothing about the plan is shown before the password is given
 NO_PLAN = "No test plan is active yet: define one (or load a plan file), then pre-generate and screen its clips."
@@ -67,7 +67,7 @@ def drop_configuration(ctx: AppContext, password: str | None, request, label: st
         raise ValueError("no test plan is active")
     if not label:
         raise ValueError("choose the configuration to drop (only configurations with flagged clips are offered)")
-    drop_condition(plan, label, "(checked)")  # the refusals that need no screen: baseline, last two, unknown
+    check_droppable(plan, label)  # the refusals that need no screen: baseline, last two, unknown
     screen = ctx.bank_screen.saved(ctx.blind)
     if screen is None:
         raise ValueError("screen the bank first: a configuration is dropped for what the screen found")

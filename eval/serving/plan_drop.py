@@ -26,11 +26,8 @@ from eval.serving.trials import DroppedCondition, TestPlan, plan_tag
 MIN_CONDITIONS = 2  # a test compares at least two conditions
 
 
-def drop_condition(plan: TestPlan, label: str, reason: str) -> TestPlan:
-    """``plan`` without the condition ``label`` (ours or an external one), the drop recorded with ``reason``.
-
-    ValueError when the drop is not allowed (the message says why and what to do instead).
-    """
+def check_droppable(plan: TestPlan, label: str) -> None:
+    """ValueError (saying why and what to do instead) when ``label`` cannot be dropped from ``plan``."""
     labels = [c.label for c in plan.conditions]
     if label not in labels:
         anchor = plan.anchor_condition
@@ -47,6 +44,14 @@ def drop_condition(plan: TestPlan, label: str, reason: str) -> TestPlan:
             f"dropping `{label}` would leave only `{plan.baseline}`: a test needs at least "
             f"{MIN_CONDITIONS} configurations"
         )
+
+
+def drop_condition(plan: TestPlan, label: str, reason: str) -> TestPlan:
+    """``plan`` without the condition ``label`` (ours or an external one), the drop recorded with ``reason``.
+
+    ValueError when the drop is not allowed (:func:`check_droppable`) or has no reason.
+    """
+    check_droppable(plan, label)
     if not reason.strip():
         raise ValueError("a drop needs its reason (what the screen found)")
     return replace(
